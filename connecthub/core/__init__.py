@@ -1,0 +1,1 @@
+"""Configuration and logging shared by every ConnectHub process."""

@@ -1,0 +1,72 @@
+"""Settings for every ConnectHub process, read from the environment or `.env`.
+
+Each setting, its variable and its default (documented again in `env.example`):
+
+- DATA_DIR (`./data`): the embedded mode's SQLite file, key file and generated secrets.
+- DB_URL (`sqlite:///<DATA_DIR>/connecthub.db`): ConnectHub's database; PostgreSQL via
+  `postgresql+psycopg://` in production.
+- FERNET_KEY_PATH (`<DATA_DIR>/fernet.key`): the key file that encrypts `secret_cfg`.
+- LOG_DIR (unset): when set, logs also go to a rotating file there.
+- PREFECT_API_URL (unset): the Prefect server; Prefect reads the same variable.
+- PREFECT_UI_URL (PREFECT_API_URL without `/api`): base of the links to flow runs.
+- CONNECTHUB_WORK_POOL (`connecthub`): the Prefect work pool jobs run in.
+- ADMIN_USERNAME (`admin`), ADMIN_PASSWORD (unset: generated once into DATA_DIR).
+- SESSION_SECRET (unset: generated once into DATA_DIR).
+- CONNECTHUB_WORKER_POLL_SECONDS (`1`): how often a worker asks Prefect for runs.
+- CONNECTHUB_SYNC_INTERVAL_SECONDS (`15`): period of the sync and reconcile loop.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path("./data"), validation_alias="DATA_DIR")
+    db_url: str | None = Field(default=None, validation_alias="DB_URL")
+    fernet_key_path: Path | None = Field(default=None, validation_alias="FERNET_KEY_PATH")
+    log_dir: Path | None = Field(default=None, validation_alias="LOG_DIR")
+    prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
+    prefect_ui_url: str | None = Field(default=None, validation_alias="PREFECT_UI_URL")
+    work_pool: str = Field(default="connecthub", validation_alias="CONNECTHUB_WORK_POOL")
+    admin_username: str = Field(default="admin", validation_alias="ADMIN_USERNAME")
+    admin_password: str | None = Field(default=None, validation_alias="ADMIN_PASSWORD")
+    session_secret: str | None = Field(default=None, validation_alias="SESSION_SECRET")
+    worker_poll_seconds: float = Field(
+        default=1.0, validation_alias="CONNECTHUB_WORKER_POLL_SECONDS"
+    )
+    sync_interval_seconds: float = Field(
+        default=15.0, validation_alias="CONNECTHUB_SYNC_INTERVAL_SECONDS"
+    )
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.data_dir / 'connecthub.db').resolve()}"
+
+    @property
+    def key_path(self) -> Path:
+        return self.fernet_key_path or self.data_dir / "fernet.key"
+
+    @property
+    def ui_url(self) -> str | None:
+        """Base URL of the Prefect UI, for links to flow runs and deployments."""
+        if self.prefect_ui_url:
+            return self.prefect_ui_url.rstrip("/")
+        if self.prefect_api_url:
+            return self.prefect_api_url.rstrip("/").removesuffix("/api")
+        return None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

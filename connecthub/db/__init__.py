@@ -1,0 +1,1 @@
+"""ConnectHub's database: engine and sessions, models, queries, Alembic migrations."""

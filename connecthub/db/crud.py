@@ -1,0 +1,176 @@
+"""Reading and writing Jobs and JobLogs: the queries every entry point shares.
+
+Saving a job always goes through `save_job(spec)`, which encrypts the secrets; JobLog attempts
+are written with `record_attempt`, an upsert on (flow_run_id, attempt) so that the flow body,
+the trigger and the reconciler can each write the same attempt, in any order, without a
+duplicate row and without a late writer undoing a final status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from connecthub.db.models import Job, JobLog, RunStatus, utcnow
+from connecthub.jobs.spec import JobSpec
+from connecthub.security.fernet import encrypt_json
+
+NON_FINAL = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
+
+class JobExistsError(ValueError):
+    pass
+
+
+class JobNotFoundError(LookupError):
+    pass
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job with id '{job_id}'")
+    return job
+
+
+def list_jobs(session: Session) -> list[Job]:
+    return list(session.scalars(select(Job).order_by(Job.id)))
+
+
+def apply_spec(job: Job, spec: JobSpec) -> None:
+    """Copy `spec` onto `job`, encrypting the secrets (None keeps the stored ones)."""
+    for field in (
+        "name", "description", "cron_expr", "timezone", "handler_path", "public_cfg", "enabled",
+        "timeout_seconds", "max_retries", "retry_delay_seconds", "concurrency_limit", "tags",
+    ):
+        setattr(job, field, getattr(spec, field))
+    job.collision_strategy = spec.collision_strategy.value
+    if spec.secret_cfg is not None:
+        job.secret_cfg = encrypt_json(spec.secret_cfg) if spec.secret_cfg else None
+    job.updated_at = utcnow()
+
+
+def save_job(session: Session, spec: JobSpec, *, must_be_new: bool = False) -> Job:
+    """Insert or update the job `spec.id`; flushed, not committed."""
+    job = session.get(Job, spec.id)
+    if job is None:
+        job = Job(id=spec.id, created_at=utcnow())
+        session.add(job)
+    elif must_be_new:
+        raise JobExistsError(f"a job with id '{spec.id}' already exists")
+    apply_spec(job, spec)
+    session.flush()
+    return job
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    session.delete(get_job(session, job_id))
+    session.flush()
+
+
+def secret_tokens(session: Session) -> list[str]:
+    return list(session.scalars(select(Job.secret_cfg).where(Job.secret_cfg.is_not(None))))
+
+
+def reencrypt_secrets(session: Session, rotate: Callable[[str], str]) -> int:
+    """Apply `rotate` to every stored token; the caller's transaction makes it all-or-nothing."""
+    count = 0
+    for job in session.scalars(select(Job).where(Job.secret_cfg.is_not(None))):
+        job.secret_cfg = rotate(job.secret_cfg)
+        count += 1
+    session.flush()
+    return count
+
+
+def record_sync(
+    session: Session, job_id: str, *, deployment_id: str | None, error: str | None
+) -> None:
+    """Store the outcome of syncing one job, without touching `updated_at`."""
+    values: dict[str, Any] = {"sync_error": error}
+    if error is None:
+        values.update(deployment_id=deployment_id, synced_at=utcnow())
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return (postgresql if session.bind.dialect.name == "postgresql" else sqlite).insert
+
+
+def record_attempt(
+    session: Session,
+    flow_run_id: str,
+    attempt: int,
+    *,
+    create: dict[str, Any],
+    update_values: dict[str, Any] | None = None,
+    overwrite_final: bool = True,
+) -> JobLog:
+    """Write the JobLog row of (flow_run_id, attempt) and return it.
+
+    `create` are the values of a new row; on an existing row only `update_values` are written,
+    and, unless `overwrite_final`, only while the row is not yet in a final status.
+    """
+    insert = _insert(session)(JobLog).values(
+        flow_run_id=flow_run_id, attempt=attempt, created_at=utcnow(), **create,
+        **(update_values or {}),
+    )
+    if update_values:
+        statement = insert.on_conflict_do_update(
+            index_elements=["flow_run_id", "attempt"],
+            set_=update_values,
+            where=None if overwrite_final else JobLog.status.in_(NON_FINAL),
+        )
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=["flow_run_id", "attempt"])
+    session.execute(statement)
+    session.expire_all()
+    return session.scalars(
+        select(JobLog).where(JobLog.flow_run_id == flow_run_id, JobLog.attempt == attempt)
+    ).one()
+
+
+def find_attempt(session: Session, flow_run_id: str, attempt: int) -> JobLog | None:
+    return session.scalars(
+        select(JobLog).where(JobLog.flow_run_id == flow_run_id, JobLog.attempt == attempt)
+    ).one_or_none()
+
+
+def open_logs(session: Session, limit: int = 500) -> list[JobLog]:
+    """JobLogs still PENDING or RUNNING, oldest first."""
+    return list(
+        session.scalars(
+            select(JobLog).where(JobLog.status.in_(NON_FINAL)).order_by(JobLog.id).limit(limit)
+        )
+    )
+
+
+def recent_logs(session: Session, *, job_id: str | None = None, limit: int = 20) -> list[JobLog]:
+    query = select(JobLog).order_by(JobLog.id.desc()).limit(limit)
+    if job_id:
+        query = query.where(JobLog.job_id == job_id)
+    return list(session.scalars(query))
+
+
+def last_status_by_job(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The status of each job's newest JobLog (one indexed lookup per job)."""
+    newest = (
+        select(JobLog.job_id, func.max(JobLog.id).label("id"))
+        .where(JobLog.job_id.in_(job_ids))
+        .group_by(JobLog.job_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(JobLog.job_id, JobLog.status).join(newest, JobLog.id == newest.c.id)
+    )
+    return dict(rows.tuples().all())
+
+
+def duration_ms(started: datetime | None, finished: datetime) -> int | None:
+    if started is None:
+        return None
+    return int((finished - started).total_seconds() * 1000)

@@ -1,0 +1,132 @@
+"""The Job and JobLog tables.
+
+Job is an integration job's configuration and its sync state with Prefect; `secret_cfg` holds
+only a Fernet token. JobLog is one row per attempt of a flow run, unique on
+(flow_run_id, attempt), so writing an attempt twice updates it instead of duplicating it.
+JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+# An id column that is BIGINT on PostgreSQL and the rowid alias on SQLite.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON(none_as_null=True)}
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class Trigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    PREFECT_RETRY = "prefect-retry"
+
+
+class CollisionStrategy(enum.StrEnum):
+    """What Prefect does with a run of a job that is still running: queue it, or cancel it."""
+
+    ENQUEUE = "ENQUEUE"
+    CANCEL_NEW = "CANCEL_NEW"
+
+
+class Job(Base):
+    __tablename__ = "job"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    cron_expr: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    handler_path: Mapped[str] = mapped_column(String(300))
+    public_cfg: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret_cfg: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer, default=1)
+    collision_strategy: Mapped[str] = mapped_column(
+        String(16), default=CollisionStrategy.ENQUEUE.value
+    )
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deployment_id: Mapped[str | None] = mapped_column(String(36))
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_name", "name"),)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class JobLog(Base):
+    __tablename__ = "job_log"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PENDING.value)
+    trigger: Mapped[str] = mapped_column(String(16), default=Trigger.MANUAL.value)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retry_of: Mapped[int | None] = mapped_column(
+        BigIntId, ForeignKey("job_log.id", ondelete="SET NULL")
+    )
+    snapshot_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    result: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        UniqueConstraint("flow_run_id", "attempt", name="uq_job_log_flow_run_attempt"),
+        Index("ix_job_log_job_id_id", "job_id", "id"),
+        Index("ix_job_log_status_id", "status", "id"),
+        Index("ix_job_log_job_id_started_at", "job_id", "started_at"),
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.job_id} {self.status}"

@@ -1,0 +1,5 @@
+"""The job plugin contract (`BaseJob`) and the definition of a job (`JobSpec`)."""
+
+from connecthub.jobs.base import BaseJob, JobConfigError, JobContext
+
+__all__ = ["BaseJob", "JobConfigError", "JobContext"]

@@ -1,0 +1,1 @@
+"""Loading job plugins from `handler_path` and listing the available ones."""
