@@ -140,6 +140,15 @@ def find_attempt(session: Session, flow_run_id: str, attempt: int) -> JobLog | N
     ).one_or_none()
 
 
+def latest_attempt(session: Session, flow_run_id: str) -> JobLog | None:
+    return session.scalars(
+        select(JobLog)
+        .where(JobLog.flow_run_id == flow_run_id)
+        .order_by(JobLog.attempt.desc())
+        .limit(1)
+    ).one_or_none()
+
+
 def open_logs(session: Session, limit: int = 500) -> list[JobLog]:
     """JobLogs still PENDING or RUNNING, oldest first."""
     return list(

@@ -1,7 +1,7 @@
 """Jobs as code: reading a YAML/JSON file of job definitions, and exporting jobs without secrets.
 
 A file is a list of jobs (or `{"jobs": [...]}`), each a mapping of `JobSpec` fields. Secret values
-may be `${ENV_VAR}` references, resolved from the environment when the file is applied, so the
+may be `${ENV_VAR}` (or `${ENV_VAR:-default}`) references, resolved from the environment when the file is applied, so the
 file itself can be committed. Every job is validated before anything is written: an error names
 the job and the field, and the caller applies all of the file or none of it.
 """
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from connecthub.db.models import Job
 from connecthub.jobs.spec import JobSpec, JobSpecFieldError, field_errors
 
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 EXPORTED_FIELDS = (
     "id", "name", "description", "cron_expr", "timezone", "handler_path", "public_cfg",
     "enabled", "timeout_seconds", "max_retries", "retry_delay_seconds", "concurrency_limit",
@@ -40,10 +40,12 @@ def _resolve_env(value: Any, where: str) -> Any:
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise JobFileError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise JobFileError(f"{where}: environment variable {name} is not set")
 
         return ENV_REFERENCE.sub(substitute, value)
     return value

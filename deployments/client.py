@@ -1,0 +1,101 @@
+"""The Prefect API client ConnectHub uses, and the names it shares with Prefect.
+
+Every call to the Prefect API goes through `prefect_client()`, which connects to
+PREFECT_API_URL from ConnectHub's settings and turns "Prefect cannot be reached" into
+`PrefectUnavailableError`, so callers can record the failure and let the sync loop catch up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import FlowRunPolicy
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_KEY
+
+from connecthub.core.config import get_settings
+
+FLOW_NAME = "connecthub-execute-job"
+ENTRYPOINT = "flows/execute_job.py:execute_job"
+# The directory that holds flows/: a process worker imports the entrypoint from there.
+CODE_DIR = Path(__file__).resolve().parents[1]
+REQUEST_TIMEOUT_SECONDS = 15.0
+T = TypeVar("T")
+
+
+class EngineError(RuntimeError):
+    """An operation on the engine failed; the message is meant for the operator."""
+
+
+class PrefectUnavailableError(EngineError):
+    """The Prefect API could not be reached (or answered with a server error)."""
+
+
+class RunRefusedError(EngineError):
+    """A run or retry that cannot be started, e.g. because its job no longer exists."""
+
+
+def _unavailable(api_url: str, error: Exception) -> PrefectUnavailableError:
+    reason = type(error).__name__
+    if isinstance(error, PrefectHTTPStatusError):
+        reason = f"HTTP {error.response.status_code}"
+    return PrefectUnavailableError(f"Prefect is not reachable at {api_url} ({reason})")
+
+
+@contextmanager
+def prefect_client() -> Iterator[SyncPrefectClient]:
+    """A sync Prefect client for PREFECT_API_URL; `PrefectUnavailableError` when it is down."""
+    api_url = get_settings().prefect_api_url
+    if not api_url:
+        raise PrefectUnavailableError(
+            "PREFECT_API_URL is not set: start ConnectHub with `connecthub up`, or point it at "
+            "a Prefect server"
+        )
+    client = SyncPrefectClient(
+        api_url,
+        api_key=PREFECT_API_KEY.value(),
+        httpx_settings={"timeout": REQUEST_TIMEOUT_SECONDS},
+    )
+    try:
+        with client:
+            yield client
+    except (httpx.TransportError, ConnectionError) as error:
+        raise _unavailable(api_url, error) from None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code >= 500:
+            raise _unavailable(api_url, error) from None
+        raise
+    except RuntimeError as error:
+        # The client raises RuntimeError when its startup health check cannot connect.
+        if "connect" in str(error).lower():
+            raise _unavailable(api_url, error) from None
+        raise
+
+
+def read_or_none(read: Callable[[], T]) -> T | None:
+    """`read()`, or None when Prefect answers that the object does not exist."""
+    try:
+        return read()
+    except ObjectNotFound:
+        return None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code == 404:
+            return None
+        raise
+
+
+def set_retry_policy(flow_run_id: str | UUID, retries: int, retry_delay_seconds: int) -> None:
+    """Give a flow run its job's retries: Prefect's server decides retries from this policy."""
+    with prefect_client() as client:
+        client.update_flow_run(
+            flow_run_id=UUID(str(flow_run_id)),
+            empirical_policy=FlowRunPolicy(
+                retries=retries, retry_delay=retry_delay_seconds
+            ),
+        )

@@ -1,0 +1,139 @@
+"""JobLog agrees with Prefect: mirroring the runs the flow body could not record itself.
+
+A run can end without its body writing JobLog: the process was killed (CRASHED), the run was
+cancelled (CANCELLED), it died before the body started (an import or infrastructure error), or
+its heartbeat stopped and the heartbeat automation crashed it. The reconciler reads Prefect's
+own state of (1) every JobLog still PENDING or RUNNING and (2) every run of the ConnectHub flow
+that ended since the last pass, and writes the final status of each attempt, idempotently on
+(flow_run_id, attempt) and never over a final status the body wrote. A retry started in the
+Prefect UI reruns the same flow run: its body records the new attempt, and when it dies first,
+the reconciler does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterEndTime,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+
+from connecthub.db import crud
+from connecthub.db.engine import session_scope
+from connecthub.db.models import RunStatus, utcnow
+from deployments.client import FLOW_NAME, prefect_client
+from flows.execute_job import trigger_of
+
+logger = logging.getLogger("connecthub.reconcile")
+PAGE_SIZE = 200
+# Runs that end while a pass is in flight are read again by the next one.
+OVERLAP = timedelta(minutes=2)
+
+FINAL_STATUS = {
+    StateType.COMPLETED: RunStatus.SUCCESS,
+    StateType.FAILED: RunStatus.FAILED,
+    StateType.CRASHED: RunStatus.CRASHED,
+    StateType.CANCELLED: RunStatus.CANCELLED,
+}
+
+
+def _mirror(flow_run: FlowRun) -> bool:
+    """Record the final state of `flow_run` unless JobLog already has it; True if written."""
+    status = FINAL_STATUS.get(flow_run.state_type) if flow_run.state_type else None
+    if status is None:
+        return False
+    attempt = max(flow_run.run_count, 1)
+    flow_run_id = str(flow_run.id)
+    parameters: dict[str, Any] = flow_run.parameters or {}
+    with session_scope() as session:
+        existing = crud.find_attempt(session, flow_run_id, attempt)
+        if existing is not None and RunStatus(existing.status).is_final:
+            return False
+        retry_of = parameters.get("retry_of")
+        if attempt > 1:
+            previous = crud.find_attempt(session, flow_run_id, attempt - 1)
+            retry_of = previous.id if previous else retry_of
+        message = flow_run.state.message if flow_run.state else None
+        crud.record_attempt(
+            session,
+            flow_run_id,
+            attempt,
+            create={
+                "job_id": str(parameters.get("job_id", "")),
+                "trigger": trigger_of(flow_run, attempt, retry_of).value,
+                "retry_of": retry_of,
+                "snapshot_params": parameters.get("params"),
+            },
+            update_values={
+                "status": status.value,
+                "finished_at": flow_run.end_time or utcnow(),
+                **({} if status is RunStatus.SUCCESS else {"error": message or status.value}),
+            },
+            overwrite_final=False,
+        )
+    logger.info("JobLog of flow run %s attempt %s mirrored as %s", flow_run_id, attempt, status)
+    return True
+
+
+def _read_by_ids(client: SyncPrefectClient, flow_run_ids: list[str]) -> list[FlowRun]:
+    runs: list[FlowRun] = []
+    for start in range(0, len(flow_run_ids), PAGE_SIZE):
+        batch = [UUID(item) for item in flow_run_ids[start : start + PAGE_SIZE]]
+        runs.extend(
+            client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)), limit=PAGE_SIZE
+            )
+        )
+    return runs
+
+
+def reconcile_flow_runs(flow_run_ids: list[str]) -> int:
+    """Mirror the final state of these flow runs; returns how many JobLog rows were written."""
+    with prefect_client() as client:
+        runs = _read_by_ids(client, flow_run_ids)
+    return sum(_mirror(run) for run in runs)
+
+
+@dataclass
+class Reconciler:
+    """Passes over Prefect's flow runs; `since` is the end time from which runs are read."""
+
+    since: datetime | None = None
+    lookback: timedelta = timedelta(hours=1)
+
+    def run_once(self) -> int:
+        started = datetime.now(UTC)
+        since = self.since or started - self.lookback
+        written = 0
+        with session_scope() as session:
+            open_ids = [log.flow_run_id for log in crud.open_logs(session) if log.flow_run_id]
+        with prefect_client() as client:
+            runs = _read_by_ids(client, open_ids) if open_ids else []
+            offset = 0
+            while True:
+                page = client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                    flow_run_filter=FlowRunFilter(end_time=FlowRunFilterEndTime(after_=since)),
+                    sort=FlowRunSort.END_TIME_DESC,
+                    limit=PAGE_SIZE,
+                    offset=offset,
+                )
+                runs.extend(page)
+                if len(page) < PAGE_SIZE:
+                    break
+                offset += PAGE_SIZE
+        for run in {run.id: run for run in runs}.values():
+            written += _mirror(run)
+        self.since = started - OVERLAP
+        return written

@@ -1,0 +1,382 @@
+"""Job rows -> Prefect deployments of the generic flow, incremental and idempotent.
+
+Each Job is one deployment named after the job id, of the flow `connecthub-execute-job`, in the
+ConnectHub work pool, with parameters `{"job_id": ...}`, the job's cron schedule and timezone,
+its concurrency limit and collision strategy, and its tags; a disabled job's deployment is
+paused. Syncing reads what exists, compares it with what should, and writes only the
+difference, so a no-op sync makes no write and editing one job touches only its deployment.
+A changed cron is updated in place (`update_deployment_schedule`): the schedule keeps its id,
+and with it Prefect's idempotency keys for runs already scheduled, so no slot runs twice.
+
+`sync_job(job_id)` runs after every save; `sync_all()` also deletes deployments of the flow that
+have no Job, and is what the loop (`connecthub sync --loop`) runs every
+CONNECTHUB_SYNC_INTERVAL_SECONDS (15 s). Prefect being down never fails a save: the job records
+the error in `sync_error` and the next sync catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import (
+    DeploymentScheduleCreate,
+    DeploymentUpdate,
+    WorkPoolCreate,
+)
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.utilities.callables import parameter_schema
+
+from connecthub.core.config import get_settings
+from connecthub.db import crud
+from connecthub.db.engine import session_scope
+from connecthub.db.models import Job
+from deployments.client import (
+    CODE_DIR,
+    ENTRYPOINT,
+    FLOW_NAME,
+    PrefectUnavailableError,
+    prefect_client,
+    read_or_none,
+)
+from deployments.heartbeat import ensure_heartbeat_automation
+
+logger = logging.getLogger("connecthub.sync")
+PAGE_SIZE = 200
+BASE_TAG = "connecthub"
+
+
+@dataclass(frozen=True)
+class DesiredDeployment:
+    """What the deployment of one job should look like."""
+
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
+    tags: list[str]
+    cron: str
+    timezone: str
+    paused: bool
+    concurrency_limit: int | None
+    collision_strategy: str
+    work_pool: str
+
+    @classmethod
+    def of(cls, job: Job, work_pool: str) -> DesiredDeployment:
+        return cls(
+            name=job.id,
+            description=job.description or job.name,
+            parameters={"job_id": job.id},
+            tags=sorted({BASE_TAG, *(job.tags or [])}),
+            cron=job.cron_expr,
+            timezone=job.timezone,
+            paused=not job.enabled,
+            concurrency_limit=job.concurrency_limit,
+            collision_strategy=job.collision_strategy,
+            work_pool=work_pool,
+        )
+
+    @property
+    def schedule(self) -> CronSchedule:
+        return CronSchedule(cron=self.cron, timezone=self.timezone)
+
+    @property
+    def concurrency_options(self) -> ConcurrencyOptions | None:
+        if self.concurrency_limit is None:
+            return None
+        return ConcurrencyOptions(
+            collision_strategy=ConcurrencyLimitStrategy(self.collision_strategy)
+        )
+
+
+def _pull_steps() -> list[dict[str, Any]]:
+    return [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(CODE_DIR)}}
+    ]
+
+
+def _flow_parameter_schema() -> dict[str, Any]:
+    from flows.execute_job import execute_job
+
+    return parameter_schema(execute_job.fn).model_dump_for_openapi()
+
+
+@dataclass
+class SyncReport:
+    """What a sync did; `writes` counts Prefect API calls that changed something."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+    writes: int = 0
+
+
+@dataclass
+class SyncOutcome:
+    job_id: str
+    error: str | None = None
+    writes: int = 0
+    deployment_id: str | None = None
+
+
+class _Syncer:
+    """One sync pass over one Prefect client; counts its writes."""
+
+    def __init__(self, client: SyncPrefectClient) -> None:
+        self.client = client
+        self.settings = get_settings()
+        self.writes = 0
+        self._flow_id: UUID | None = None
+        self._schema: dict[str, Any] | None = None
+
+    def ensure_infrastructure(self) -> None:
+        """The work pool and the zombie-run automation exist (reads only, once created)."""
+        if read_or_none(lambda: self.client.read_work_pool(self.settings.work_pool)) is None:
+            self.client.create_work_pool(
+                WorkPoolCreate(name=self.settings.work_pool, type="process"),
+                overwrite=False,
+            )
+            self.writes += 1
+        self.writes += ensure_heartbeat_automation(self.client)
+
+    def flow_id(self) -> UUID:
+        if self._flow_id is None:
+            flow = read_or_none(lambda: self.client.read_flow_by_name(FLOW_NAME))
+            if flow is not None:
+                self._flow_id = flow.id
+            else:
+                self._flow_id = self.client.create_flow_from_name(FLOW_NAME)
+                self.writes += 1
+        return self._flow_id
+
+    def schema(self) -> dict[str, Any]:
+        if self._schema is None:
+            self._schema = _flow_parameter_schema()
+        return self._schema
+
+    def existing(self) -> dict[str, DeploymentResponse]:
+        found: dict[str, DeploymentResponse] = {}
+        offset = 0
+        while True:
+            page = self.client.read_deployments(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                limit=PAGE_SIZE,
+                offset=offset,
+            )
+            for deployment in page:
+                found[deployment.name] = deployment
+                self._flow_id = deployment.flow_id
+            if len(page) < PAGE_SIZE:
+                return found
+            offset += PAGE_SIZE
+
+    def read_one(self, job_id: str) -> DeploymentResponse | None:
+        return read_or_none(
+            lambda: self.client.read_deployment_by_name(f"{FLOW_NAME}/{job_id}")
+        )
+
+    def create(self, desired: DesiredDeployment) -> UUID:
+        deployment_id = self.client.create_deployment(
+            flow_id=self.flow_id(),
+            name=desired.name,
+            description=desired.description,
+            parameters=desired.parameters,
+            tags=desired.tags,
+            schedules=[DeploymentScheduleCreate(schedule=desired.schedule, active=True)],
+            paused=desired.paused,
+            concurrency_limit=desired.concurrency_limit,
+            concurrency_options=desired.concurrency_options,
+            work_pool_name=desired.work_pool,
+            entrypoint=ENTRYPOINT,
+            pull_steps=_pull_steps(),
+            parameter_openapi_schema=self.schema(),
+            enforce_parameter_schema=True,
+        )
+        self.writes += 1
+        return deployment_id
+
+    def update(self, desired: DesiredDeployment, existing: DeploymentResponse) -> bool:
+        """Write what differs between `existing` and `desired`; True if anything did."""
+        writes_before = self.writes
+        changes: dict[str, Any] = {}
+        if existing.description != desired.description:
+            changes["description"] = desired.description
+        if existing.parameters != desired.parameters:
+            changes["parameters"] = desired.parameters
+        if sorted(existing.tags) != desired.tags:
+            changes["tags"] = desired.tags
+        if existing.work_pool_name != desired.work_pool:
+            changes["work_pool_name"] = desired.work_pool
+        if existing.entrypoint != ENTRYPOINT:
+            changes["entrypoint"] = ENTRYPOINT
+        if existing.pull_steps != _pull_steps():
+            changes["pull_steps"] = _pull_steps()
+        if existing.parameter_openapi_schema != self.schema():
+            changes["parameter_openapi_schema"] = self.schema()
+        if not existing.enforce_parameter_schema:
+            changes["enforce_parameter_schema"] = True
+        current_limit = (
+            existing.global_concurrency_limit.limit if existing.global_concurrency_limit else None
+        )
+        current_strategy = (
+            existing.concurrency_options.collision_strategy.value
+            if existing.concurrency_options
+            else None
+        )
+        wanted_strategy = desired.collision_strategy if desired.concurrency_limit else None
+        if current_limit != desired.concurrency_limit or (
+            desired.concurrency_limit and current_strategy != wanted_strategy
+        ):
+            changes["concurrency_limit"] = desired.concurrency_limit
+            changes["concurrency_options"] = desired.concurrency_options
+        if changes:
+            self.client.update_deployment(existing.id, DeploymentUpdate(**changes))
+            self.writes += 1
+        self._update_schedule(desired, existing)
+        if existing.paused != desired.paused:
+            if desired.paused:
+                self.client.pause_deployment(existing.id)
+            else:
+                self.client.resume_deployment(existing.id)
+            self.writes += 1
+        return self.writes > writes_before
+
+    def _update_schedule(self, desired: DesiredDeployment, existing: DeploymentResponse) -> None:
+        if not existing.schedules:
+            self.client.create_deployment_schedules(existing.id, [(desired.schedule, True)])
+            self.writes += 1
+            return
+        first, *extra = existing.schedules
+        current = first.schedule
+        if (
+            not isinstance(current, CronSchedule)
+            or current.cron != desired.cron
+            or (current.timezone or "UTC") != desired.timezone
+            or not first.active
+        ):
+            self.client.update_deployment_schedule(
+                existing.id, first.id, schedule=desired.schedule, active=True
+            )
+            self.writes += 1
+        for schedule in extra:  # added by hand in the Prefect UI; the Job is the truth
+            self.client.delete_deployment_schedule(existing.id, schedule.id)
+            self.writes += 1
+
+    def delete(self, deployment_id: UUID) -> None:
+        if read_or_none(lambda: self.client.delete_deployment(deployment_id) or True):
+            self.writes += 1
+
+
+def _needs_record(job: Job, deployment_id: str) -> bool:
+    return (
+        job.sync_error is not None
+        or job.deployment_id != deployment_id
+        or job.synced_at is None
+        or job.updated_at > job.synced_at
+    )
+
+
+def sync_job(job_id: str) -> SyncOutcome:
+    """Make the deployment of `job_id` match its Job row (or delete it if the row is gone)."""
+    outcome = SyncOutcome(job_id)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            session.expunge(job)
+    try:
+        with prefect_client() as client:
+            syncer = _Syncer(client)
+            syncer.ensure_infrastructure()
+            existing = syncer.read_one(job_id)
+            if job is None:
+                if existing is not None:
+                    syncer.delete(existing.id)
+                outcome.writes = syncer.writes
+                return outcome
+            desired = DesiredDeployment.of(job, syncer.settings.work_pool)
+            if existing is None:
+                deployment_id = syncer.create(desired)
+            else:
+                syncer.update(desired, existing)
+                deployment_id = existing.id
+            outcome.writes = syncer.writes
+            outcome.deployment_id = str(deployment_id)
+    except PrefectUnavailableError as error:
+        outcome.error = f"{error}; will retry"
+    except Exception as error:  # a sync failure must never undo the save that triggered it
+        logger.exception("sync of job %s failed", job_id)
+        outcome.error = f"sync failed: {type(error).__name__}: {error}"
+    if job is not None and (outcome.error or _needs_record(job, outcome.deployment_id or "")):
+        with session_scope() as session:
+            crud.record_sync(
+                session, job_id, deployment_id=outcome.deployment_id, error=outcome.error
+            )
+    if outcome.error:
+        logger.warning("job %s not synced: %s", job_id, outcome.error)
+    return outcome
+
+
+def remove_job(job_id: str, deployment_id: str | None = None) -> str | None:
+    """Delete the deployment of a deleted job; the error message, or None when done."""
+    try:
+        with prefect_client() as client:
+            syncer = _Syncer(client)
+            if deployment_id:
+                syncer.delete(UUID(deployment_id))
+            existing = syncer.read_one(job_id)
+            if existing is not None:
+                syncer.delete(existing.id)
+    except PrefectUnavailableError as error:
+        return f"{error}; the sync loop will delete the deployment when Prefect is back"
+    return None
+
+
+def sync_all() -> SyncReport:
+    """Make every deployment of the flow match the Job table; raises when Prefect is down."""
+    report = SyncReport()
+    with session_scope() as session:
+        jobs = crud.list_jobs(session)
+        session.expunge_all()
+    with prefect_client() as client:
+        syncer = _Syncer(client)
+        syncer.ensure_infrastructure()
+        existing = syncer.existing()
+        recorded: list[tuple[str, str | None, str | None]] = []
+        for job in jobs:
+            desired = DesiredDeployment.of(job, syncer.settings.work_pool)
+            current = existing.pop(job.id, None)
+            try:
+                if current is None:
+                    deployment_id = str(syncer.create(desired))
+                    report.created.append(job.id)
+                elif syncer.update(desired, current):
+                    deployment_id = str(current.id)
+                    report.updated.append(job.id)
+                else:
+                    deployment_id = str(current.id)
+                    report.unchanged += 1
+            except PrefectUnavailableError:
+                raise
+            except Exception as error:
+                report.errors[job.id] = f"sync failed: {type(error).__name__}: {error}"
+                recorded.append((job.id, None, report.errors[job.id]))
+                continue
+            if _needs_record(job, deployment_id):
+                recorded.append((job.id, deployment_id, None))
+        for name, orphan in existing.items():
+            syncer.delete(orphan.id)
+            report.deleted.append(name)
+        report.writes = syncer.writes
+    if recorded:
+        with session_scope() as session:
+            for job_id, deployment_id, error in recorded:
+                crud.record_sync(session, job_id, deployment_id=deployment_id, error=error)
+    return report

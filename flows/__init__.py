@@ -1,0 +1,1 @@
+"""Prefect flows: the one generic flow that executes any ConnectHub Job."""

@@ -1,0 +1,210 @@
+"""The generic flow `connecthub-execute-job`: runs one Job and mirrors the run into JobLog.
+
+Parameters are never secret: `job_id`, an optional `params` override of the job's public_cfg and,
+for a retry started from ConnectHub, `retry_of` (the JobLog it retries). The flow loads the Job,
+decrypts its secrets in memory, loads and validates the plugin, and runs it while the secret
+values are masked in every log record, traceback and printed line of the process. JobLog gets
+one row per (flow run, attempt): RUNNING with the exact params the plugin receives, then SUCCESS
+with the result, or FAILED with the masked error and traceback (the flow then fails, so Prefect
+applies the job's retries). A job deleted meanwhile, or a disabled job's scheduled run, ends
+CANCELLED with the reason; runs that die under the body are mirrored by the hooks below and by
+`deployments.reconcile`.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.states import Cancelled, State
+from prefect.utilities.timeout import timeout
+
+from connecthub.core.logging import mask, secrets_masked
+from connecthub.db import crud
+from connecthub.db.engine import session_scope
+from connecthub.db.models import Job, RunStatus, Trigger, utcnow
+from connecthub.jobs.base import JobContext
+from connecthub.plugins.manager import load_job_class
+from connecthub.security.fernet import decrypt_json
+from deployments.client import FLOW_NAME, set_retry_policy
+
+MAX_RESULT_BYTES = 64 * 1024
+TRIGGER_TAG_PREFIX = "connecthub.trigger:"
+
+
+class JobRunError(RuntimeError):
+    """A job failed; the message is the plugin's error with the secrets masked."""
+
+
+class JobTimeoutError(TimeoutError):
+    pass
+
+
+def _json_result(result: Any) -> Any:
+    """`result` as stored in JobLog: JSON-safe, and cut with a marker when too large."""
+    text = json.dumps(result, default=str)
+    if len(text.encode()) <= MAX_RESULT_BYTES:
+        return json.loads(text)
+    return {
+        "truncated": True,
+        "size_bytes": len(text.encode()),
+        "preview": text[: MAX_RESULT_BYTES // 2],
+    }
+
+
+def trigger_of(flow_run: Any, attempt: int, retry_of: int | None) -> Trigger:
+    """What started this attempt of `flow_run` (a Prefect FlowRun)."""
+    if attempt > 1:
+        return Trigger.PREFECT_RETRY
+    for tag in flow_run.tags or ():
+        if tag.startswith(TRIGGER_TAG_PREFIX):
+            return Trigger(tag.removeprefix(TRIGGER_TAG_PREFIX))
+    if retry_of is not None:
+        return Trigger.RETRY
+    return Trigger.SCHEDULE if flow_run.auto_scheduled else Trigger.MANUAL
+
+
+def _previous_attempt_id(flow_run_id: str, attempt: int) -> int | None:
+    with session_scope() as session:
+        previous = crud.find_attempt(session, flow_run_id, attempt - 1)
+        return previous.id if previous else None
+
+
+def _finish(flow_run_id: str, attempt: int, status: RunStatus, **values: Any) -> int:
+    finished = utcnow()
+    with session_scope() as session:
+        row = crud.find_attempt(session, flow_run_id, attempt)
+        started = row.started_at if row else None
+        log = crud.record_attempt(
+            session,
+            flow_run_id,
+            attempt,
+            create={"job_id": values.pop("job_id", "")},
+            update_values={
+                "status": status.value,
+                "finished_at": finished,
+                "duration_ms": crud.duration_ms(started, finished),
+                **values,
+            },
+        )
+        return log.id
+
+
+@flow(name=FLOW_NAME, log_prints=False, persist_result=False)
+def execute_job(
+    job_id: str, params: dict[str, Any] | None = None, retry_of: int | None = None
+) -> dict[str, Any] | State:
+    """Run the ConnectHub job `job_id` (with `params` instead of its public_cfg, if given)."""
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    flow_run = context.flow_run
+    flow_run_id = str(flow_run.id)
+    attempt = max(flow_run.run_count, 1)
+    trigger = trigger_of(flow_run, attempt, retry_of)
+    if trigger is Trigger.PREFECT_RETRY:
+        retry_of = _previous_attempt_id(flow_run_id, attempt) or retry_of
+    logger = get_run_logger()
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            session.expunge(job)
+    snapshot = params if params is not None else (job.public_cfg if job else None)
+    with session_scope() as session:
+        log = crud.record_attempt(
+            session,
+            flow_run_id,
+            attempt,
+            create={"job_id": job_id, "trigger": trigger.value, "retry_of": retry_of},
+            update_values={
+                "status": RunStatus.RUNNING.value,
+                "started_at": utcnow(),
+                "snapshot_params": snapshot,
+            },
+        )
+        log_id = log.id
+
+    skip_reason = None
+    if job is None:
+        skip_reason = f"Job '{job_id}' no longer exists; nothing ran."
+    elif not job.enabled and trigger is Trigger.SCHEDULE:
+        skip_reason = f"Job '{job_id}' is disabled; the scheduled run was skipped."
+    if skip_reason:
+        logger.warning(skip_reason)
+        _finish(flow_run_id, attempt, RunStatus.CANCELLED, job_id=job_id, error=skip_reason)
+        return Cancelled(message=skip_reason)
+
+    assert job is not None
+    policy = flow_run.empirical_policy
+    if (policy.retries or 0) != job.max_retries or (policy.retry_delay or 0) != (
+        job.retry_delay_seconds if job.max_retries else 0
+    ):
+        set_retry_policy(flow_run_id, job.max_retries, job.retry_delay_seconds)
+
+    secrets: dict[str, Any] = {}
+    try:
+        if job.secret_cfg:
+            secrets = decrypt_json(job.secret_cfg, job_id=job.id)
+        with secrets_masked(secrets):
+            try:
+                result = _run_plugin(job, snapshot or {}, secrets, flow_run_id, attempt, logger)
+            except Exception as error:
+                message = mask(f"{type(error).__name__}: {error}")
+                trace = mask(traceback.format_exc())
+                logger.error("Job %s failed: %s\n%s", job.id, message, trace)
+                _finish(
+                    flow_run_id, attempt, RunStatus.FAILED,
+                    job_id=job.id, error=message, traceback=trace,
+                )
+                raise JobRunError(message) from None
+    finally:
+        secrets.clear()
+
+    _finish(flow_run_id, attempt, RunStatus.SUCCESS, job_id=job.id, result=result)
+    logger.info("Job %s succeeded (JobLog #%s)", job.id, log_id)
+    return {"job_log_id": log_id, "status": RunStatus.SUCCESS.value}
+
+
+def _run_plugin(
+    job: Job,
+    params: dict[str, Any],
+    secrets: dict[str, Any],
+    flow_run_id: str,
+    attempt: int,
+    logger: Any,
+) -> Any:
+    job_class = load_job_class(job.handler_path)
+    typed_params = job_class.validate_params(params)
+    typed_secrets = job_class.validate_secrets(secrets)
+    plugin = job_class(
+        JobContext(job_id=job.id, flow_run_id=flow_run_id, attempt=attempt, logger=logger)
+    )
+    with timeout(seconds=job.timeout_seconds, timeout_exc_type=JobTimeoutError):
+        result = plugin.run(typed_params, typed_secrets)
+    return _json_result(result)
+
+
+def _mirror_final_state(flow: Any, flow_run: Any, state: State) -> None:
+    """Hook: record a crash or cancellation the body could not record itself."""
+    status = RunStatus.CRASHED if state.is_crashed() else RunStatus.CANCELLED
+    with session_scope() as session:
+        crud.record_attempt(
+            session,
+            str(flow_run.id),
+            max(flow_run.run_count, 1),
+            create={"job_id": flow_run.parameters.get("job_id", "")},
+            update_values={
+                "status": status.value,
+                "finished_at": utcnow(),
+                "error": state.message or status.value.title(),
+            },
+            overwrite_final=False,
+        )
+
+
+execute_job = execute_job.with_options(
+    on_crashed=[_mirror_final_state], on_cancellation=[_mirror_final_state]
+)

@@ -1,0 +1,1 @@
+"""Job plugins used only by the tests."""

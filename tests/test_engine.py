@@ -1,0 +1,279 @@
+"""The engine end to end: a real Prefect server on PostgreSQL and a real process worker."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.states import Cancelling, Scheduled
+
+from connecthub.db import crud
+from connecthub.db.engine import session_scope
+from connecthub.db.models import Job, JobLog
+from connecthub.jobs.spec import JobSpec
+from deployments.client import FLOW_NAME, prefect_client
+from deployments.runs import retry, run_now, wait_for_final
+from deployments.sync import sync_all, sync_job
+
+pytestmark = pytest.mark.engine
+
+CANARY = "canary-7f3a9c51e2"
+
+
+def save(job_id: str, handler: str = "tests.plugins.jobs:EchoJob", **fields: Any) -> None:
+    fields.setdefault("cron_expr", "0 3 * * *")
+    with session_scope() as session:
+        crud.save_job(session, JobSpec(id=job_id, handler_path=handler, **fields))
+
+
+def deployment(job_id: str):  # type: ignore[no-untyped-def]
+    with prefect_client() as client:
+        return client.read_deployment_by_name(f"{FLOW_NAME}/{job_id}")
+
+
+def job_row(job_id: str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def logs_of(job_id: str) -> list[JobLog]:
+    with session_scope() as session:
+        rows = crud.recent_logs(session, job_id=job_id, limit=100)
+        session.expunge_all()
+        return rows
+
+
+def wait_pid(path: Path, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    return int(path.read_text())
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def test_sync_mirrors_jobs_and_writes_only_the_difference(pg_env: None, prefect_server: str):
+    save("sync.a", cron_expr="*/5 * * * *", timezone="Europe/Berlin", tags=["crm"])
+    save("sync.b")
+    assert sync_job("sync.a").error is None
+    created = deployment("sync.a")
+    assert created.parameters == {"job_id": "sync.a"}
+    assert created.schedules[0].schedule.cron == "*/5 * * * *"
+    assert created.schedules[0].schedule.timezone == "Europe/Berlin"
+    assert created.global_concurrency_limit.limit == 1
+    assert created.work_pool_name == "connecthub"
+    assert set(created.tags) == {"connecthub", "crm"}
+    assert job_row("sync.a").deployment_id == str(created.id)
+
+    first = sync_all()
+    assert first.created == ["sync.b"]
+    again = sync_all()
+    assert again.writes == 0 and again.unchanged == 2
+    assert sync_job("sync.a").writes == 0
+
+    schedule_id = created.schedules[0].id
+    save("sync.a", cron_expr="*/7 * * * *", timezone="Europe/Berlin", tags=["crm"])
+    edited = sync_all()
+    assert edited.updated == ["sync.a"] and edited.writes == 1
+    after = deployment("sync.a")
+    assert after.schedules[0].id == schedule_id  # updated in place, never replaced
+    assert after.schedules[0].schedule.cron == "*/7 * * * *"
+
+    save("sync.a", cron_expr="*/7 * * * *", timezone="Europe/Berlin", tags=["crm"], enabled=False)
+    assert sync_job("sync.a").writes == 1
+    assert deployment("sync.a").paused is True
+    save("sync.a", cron_expr="*/7 * * * *", timezone="Europe/Berlin", tags=["crm"])
+    sync_job("sync.a")
+    assert deployment("sync.a").paused is False
+
+    with session_scope() as session:
+        crud.delete_job(session, "sync.b")
+    assert sync_all().deleted == ["sync.b"]
+    with prefect_client() as client:
+        names = {d.name for d in client.read_deployments()}
+    assert "sync.b" not in names and "sync.a" in names
+
+
+def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
+    pg_env: None, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    from tests.conftest import use_settings
+    from tests.engine import free_port
+
+    use_settings(monkeypatch, PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
+    save("down.a")
+    outcome = sync_job("down.a")
+    assert outcome.error and "not reachable" in outcome.error
+    assert "not reachable" in job_row("down.a").sync_error
+
+    use_settings(monkeypatch, PREFECT_API_URL=prefect_server)
+    report = sync_all()
+    assert "down.a" in report.created
+    row = job_row("down.a")
+    assert row.sync_error is None and row.deployment_id == str(deployment("down.a").id)
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def test_run_now_succeeds_and_keeps_the_secret_out_of_prefect(pg_env: None, worker: Path):
+    save("run.ok", secret_cfg={"token": CANARY}, public_cfg={"name": "Mars"})
+    sync_job("run.ok")
+    started = run_now("run.ok")
+    final = wait_for_final(started.id, timeout_seconds=120)
+    assert final.id == started.id
+    assert final.status == "SUCCESS", final.error
+    assert final.trigger == "manual" and final.attempt == 1
+    assert final.snapshot_params == {"name": "Mars"}
+    assert final.result == {"params": {"name": "Mars"}, "secret_keys": ["token"]}
+    assert final.duration_ms is not None and final.finished_at is not None
+    assert_canary_absent_from_prefect(final.flow_run_id)
+
+
+def test_failing_plugin_is_failed_with_masked_traceback(pg_env: None, worker: Path):
+    save("run.fail", handler="tests.plugins.jobs:LeakyFailingJob", secret_cfg={"token": CANARY})
+    started = run_now("run.fail")
+    final = wait_for_final(started.id, timeout_seconds=120)
+    assert final.status == "FAILED"
+    assert "RuntimeError: remote refused token ***" in final.error
+    assert "Traceback" in final.traceback and "LeakyFailingJob" in final.traceback
+    assert CANARY not in final.error + final.traceback
+    assert_canary_absent_from_prefect(final.flow_run_id)
+    assert CANARY not in worker.read_text()
+    assert CANARY.encode() not in base64.b64decode(base64.b64encode(worker.read_bytes()))
+
+
+def test_retry_with_snapshot_and_with_current_config(pg_env: None, worker: Path):
+    save("run.retry", public_cfg={"version": 1})
+    first = wait_for_final(run_now("run.retry").id, timeout_seconds=120)
+    assert first.status == "SUCCESS"
+    save("run.retry", public_cfg={"version": 2})
+
+    again = wait_for_final(retry(first.id, "snapshot").id, timeout_seconds=120)
+    assert again.status == "SUCCESS"
+    assert again.retry_of == first.id and again.trigger == "retry"
+    assert again.snapshot_params == {"version": 1}
+
+    current = wait_for_final(retry(first.id, "current").id, timeout_seconds=120)
+    assert current.retry_of == first.id
+    assert current.snapshot_params == {"version": 2}
+    assert current.result["params"] == {"version": 2}
+
+
+def test_retry_of_a_deleted_job_is_a_clear_error(pg_env: None, worker: Path):
+    from deployments.client import RunRefusedError
+
+    save("run.gone")
+    first = wait_for_final(run_now("run.gone").id, timeout_seconds=120)
+    with session_scope() as session:
+        crud.delete_job(session, "run.gone")
+    with pytest.raises(RunRefusedError, match=r"run\.gone"):
+        retry(first.id)
+
+
+def test_retry_from_the_prefect_ui_is_a_new_attempt(pg_env: None, worker: Path):
+    save("run.ui", handler="tests.plugins.jobs:LeakyFailingJob", secret_cfg={"token": CANARY})
+    first = wait_for_final(run_now("run.ui").id, timeout_seconds=120)
+    assert first.status == "FAILED"
+    with prefect_client() as client:  # what the UI's Retry button sends
+        client.set_flow_run_state(
+            UUID(first.flow_run_id),
+            Scheduled(name="AwaitingRetry", message="Retry from the UI"),
+            force=True,
+        )
+    second = wait_for_final(first.id, timeout_seconds=120)
+    assert second.attempt == 2 and second.flow_run_id == first.flow_run_id
+    assert second.trigger == "prefect-retry" and second.retry_of == first.id
+    assert len([row for row in logs_of("run.ui") if row.flow_run_id == first.flow_run_id]) == 2
+
+
+def test_job_retries_become_prefect_retries(pg_env: None, worker: Path):
+    save(
+        "run.retries", handler="tests.plugins.jobs:LeakyFailingJob",
+        secret_cfg={"token": CANARY}, max_retries=1, retry_delay_seconds=0,
+    )
+    started = run_now("run.retries")
+    final = wait_for_final(started.id, timeout_seconds=180)
+    assert final.attempt == 2 and final.status == "FAILED"
+    attempts = sorted(row.attempt for row in logs_of("run.retries"))
+    assert attempts == [1, 2]
+
+
+def test_timeout_fails_the_run(pg_env: None, worker: Path):
+    save("run.slow", handler="tests.plugins.jobs:SleepJob", public_cfg={"seconds": 30},
+         timeout_seconds=2)
+    final = wait_for_final(run_now("run.slow").id, timeout_seconds=120)
+    assert final.status == "FAILED"
+    assert "JobTimeoutError" in final.error
+
+
+def test_killed_flow_process_is_crashed(pg_env: None, worker: Path, tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    save("run.kill", handler="tests.plugins.jobs:SleepJob",
+         public_cfg={"seconds": 120, "pid_file": str(pid_file)})
+    started = run_now("run.kill")
+    os.kill(wait_pid(pid_file), signal.SIGKILL)
+    final = wait_for_final(started.id, timeout_seconds=60)
+    assert final.status == "CRASHED"
+    assert final.finished_at is not None
+
+
+def test_cancelled_run_is_cancelled(pg_env: None, worker: Path, tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    save("run.cancel", handler="tests.plugins.jobs:SleepJob",
+         public_cfg={"seconds": 120, "pid_file": str(pid_file)})
+    started = run_now("run.cancel")
+    wait_pid(pid_file)
+    with prefect_client() as client:
+        client.set_flow_run_state(UUID(started.flow_run_id), Cancelling(), force=True)
+    final = wait_for_final(started.id, timeout_seconds=90)
+    assert final.status == "CANCELLED"
+
+
+def test_scheduled_run_reaches_success(pg_env: None, worker: Path):
+    save("run.cron", cron_expr="* * * * *", public_cfg={"scheduled": True})
+    assert sync_job("run.cron").error is None
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        done = [row for row in logs_of("run.cron") if row.status == "SUCCESS"]
+        if done:
+            assert done[0].trigger == "schedule"
+            assert done[0].snapshot_params == {"scheduled": True}
+            return
+        time.sleep(2)
+    pytest.fail(f"no scheduled run succeeded: {logs_of('run.cron')}")
+
+
+def assert_canary_absent_from_prefect(flow_run_id: str | None) -> None:
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    with prefect_client() as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+        deployments = client.read_deployments()
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        )
+    assert runs and logs, "expected the run and its logs in Prefect"
+    surfaces = [run.model_dump_json() for run in runs]
+    surfaces += [item.model_dump_json() for item in deployments]
+    surfaces += [log.message for log in logs]
+    for text in surfaces:
+        assert CANARY not in text and encoded not in text
