@@ -153,7 +153,7 @@ def test_failing_plugin_is_failed_with_masked_traceback(pg_env: None, worker: Pa
     final = wait_for_final(started.id, timeout_seconds=120)
     assert final.status == "FAILED"
     assert "RuntimeError: remote refused token ***" in final.error
-    assert "Traceback" in final.traceback and "LeakyFailingJob" in final.traceback
+    assert "Traceback" in final.traceback and "tests/plugins/jobs.py" in final.traceback
     assert CANARY not in final.error + final.traceback
     assert_canary_absent_from_prefect(final.flow_run_id)
     assert CANARY not in worker.read_text()
