@@ -45,11 +45,12 @@ def command(func: F) -> F:
     from connecthub.db.migrate import SchemaOutdatedError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
+    from connecthub.supervisor import StartupError
     from deployments.client import EngineError
 
     expected = (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, EngineError, TimeoutError,
+        DecryptionError, EngineError, TimeoutError, StartupError,
     )
 
     @wraps(func)
@@ -406,6 +407,98 @@ def admin(
         "connecthub.main:create_app", factory=True, host=host, port=port, reload=reload,
         proxy_headers=True,
     )
+
+
+@app.command("up")
+@command
+def up(
+    port: Annotated[int, typer.Option(help="Port of the admin.")] = 8000,
+    prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+    host: Annotated[str, typer.Option(help="Address the admin listens on.")] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the database, key file and logs live.")
+    ] = None,
+    with_example: Annotated[
+        bool, typer.Option("--with-example", help="Load example.hello (runs every minute).")
+    ] = False,
+) -> None:
+    """Run everything on this machine: Prefect server, worker, sync loop and admin."""
+    from connecthub.admin.auth import load_credentials
+    from connecthub.db.engine import get_engine, reset_engine
+    from connecthub.db.migrate import upgrade
+    from connecthub.supervisor import Supervisor, port_free, python_child
+    from deployments.client import CODE_DIR
+
+    if data_dir is not None:
+        os.environ["DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+    reset_engine()
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = settings.log_dir or settings.data_dir / "logs"
+    for wanted, what in ((port, "admin"), (prefect_port, "Prefect server")):
+        if (what == "admin" or not settings.prefect_api_url) and not port_free(host, wanted):
+            raise CommandError(f"port {wanted} for the {what} is in use: pick another with "
+                               f"--{'port' if what == 'admin' else 'prefect-port'}")
+    upgrade(get_engine())
+    _prepare()
+    credentials = load_credentials(settings)
+    env = worker_environment()
+
+    supervisor = Supervisor(say=typer.echo)
+    supervisor.install_signal_handlers()
+    died = None
+    try:
+        if not settings.prefect_api_url:
+            api_url = f"http://127.0.0.1:{prefect_port}/api"
+            server_env = {
+                **env,
+                "PREFECT_HOME": str((settings.data_dir / "prefect").resolve()),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_API_URL": api_url,
+            }
+            supervisor.start(python_child(
+                "prefect-server",
+                ["-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                 "--port", str(prefect_port)],
+                server_env, log_dir, health_url=f"{api_url}/health",
+            ))
+            os.environ["PREFECT_API_URL"] = api_url
+            get_settings.cache_clear()
+            env = worker_environment()
+        if with_example:
+            jobs_apply(CODE_DIR / "examples" / "jobs.yaml", sync=True)
+        cli = ["-m", "connecthub.cli"]
+        supervisor.start(python_child("worker", [*cli, "worker"], env, log_dir,
+                                      ready_text="started"))
+        supervisor.start(python_child("sync-loop", [*cli, "sync", "--loop"], env, log_dir,
+                                      ready_text="loop every"))
+        supervisor.start(python_child(
+            "admin", [*cli, "admin", "--host", host, "--port", str(port)], env, log_dir,
+            health_url=f"http://{host}:{port}/healthz",
+        ))
+        password = (
+            f"password in {credentials.password_file}" if credentials.password_file
+            else "password from ADMIN_PASSWORD"
+        )
+        typer.echo(
+            "\nConnectHub is up.\n"
+            f"  Admin:      http://{host}:{port}/admin  (user {credentials.username}, {password})\n"
+            f"  Prefect UI: {get_settings().ui_url}\n"
+            f"  Data:       {settings.data_dir.resolve()}  (logs in {log_dir})\n"
+            "Press Ctrl-C to stop."
+        )
+        died = supervisor.watch()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop_all()
+    if died is not None:
+        raise CommandError(
+            f"{died.name} exited with status {died.exited()}; everything else was stopped. "
+            f"See {died.log_path}"
+        )
+    typer.echo("stopped")
 
 
 def main() -> None:

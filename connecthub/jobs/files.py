@@ -1,9 +1,10 @@
 """Jobs as code: reading a YAML/JSON file of job definitions, and exporting jobs without secrets.
 
-A file is a list of jobs (or `{"jobs": [...]}`), each a mapping of `JobSpec` fields. Secret values
-may be `${ENV_VAR}` (or `${ENV_VAR:-default}`) references, resolved from the environment when the file is applied, so the
-file itself can be committed. Every job is validated before anything is written: an error names
-the job and the field, and the caller applies all of the file or none of it.
+A file is a list of jobs (or `{"jobs": [...]}`), each a mapping of `JobSpec` fields. Secret
+values may be `${ENV_VAR}` (or `${ENV_VAR:-default}`) references, resolved from the environment
+when the file is applied, so the file itself can be committed. Every job is validated before
+anything is written: an error names the job and the field, and the caller applies all of the
+file or none of it.
 """
 
 from __future__ import annotations

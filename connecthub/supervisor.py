@@ -1,0 +1,172 @@
+"""`connecthub up`: every part of ConnectHub on one machine, as child processes.
+
+The embedded mode starts, in order, a local Prefect server (SQLite under DATA_DIR/prefect, unless
+PREFECT_API_URL points at one already), a worker, the sync/reconcile loop and the admin, and
+waits for each to be healthy before starting the next. Each child runs in its own process group
+with its output in DATA_DIR/logs/<name>.log. SIGINT or SIGTERM stops the children in reverse
+order, each with SIGTERM, then SIGTERM again (a Prefect worker turns the first one into a
+SIGINT and may ignore it), then SIGKILL, so no process is left behind. A child that exits on its
+own is reported by name with the end of its log, the others are stopped, and `up` exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+STOP_GRACE_SECONDS = 10.0
+START_TIMEOUT_SECONDS = 120.0
+
+
+class StartupError(RuntimeError):
+    """A part did not start; the message names it."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str | None = None
+    # Ready once this text appears in its log (for children with no health endpoint).
+    ready_text: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM, SIGTERM again, then SIGKILL, to the child's whole process group."""
+        if self.process is None:
+            return
+        steps = ((signal.SIGTERM, grace), (signal.SIGTERM, grace / 2), (signal.SIGKILL, 5.0))
+        for sig, wait in steps:
+            if self.process.poll() is not None:
+                break
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        # The group may hold grandchildren (a flow run under the worker) that outlived the leader.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Supervisor:
+    """Starts children in order, watches them, and stops them all on a signal or a death."""
+
+    def __init__(self, say: Callable[[str], None] = print) -> None:
+        self.children: list[Child] = []
+        self.say = say
+        self._stopping = False
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def start(self, child: Child, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        self.say(f"starting {child.name} ...")
+        began = time.monotonic()
+        child.start()
+        self.children.append(child)
+        deadline = began + timeout
+        while True:
+            if self._stopping:
+                raise KeyboardInterrupt
+            code = child.exited()
+            if code is not None:
+                raise StartupError(
+                    f"{child.name} exited with status {code} while starting; the end of "
+                    f"{child.log_path}:\n{child.log_tail()}"
+                )
+            if _ready(child):
+                break
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"{child.name} was not ready after {timeout:.0f} s; "
+                    f"the end of {child.log_path}:\n{child.log_tail()}"
+                )
+            time.sleep(0.3)
+        self.say(f"  {child.name} ready ({time.monotonic() - began:.1f} s)")
+
+    def watch(self) -> Child | None:
+        """Block until a signal (returns None) or a child's exit (returns that child)."""
+        while not self._stopping:
+            for child in self.children:
+                if child.exited() is not None:
+                    return child
+            time.sleep(0.5)
+        return None
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.exited() is None:
+                self.say(f"stopping {child.name} ...")
+            child.stop()
+
+
+def _ready(child: Child) -> bool:
+    if child.ready_text is not None and child.ready_text not in child.log_tail(200):
+        return False
+    if child.health_url is None:
+        return True
+    try:
+        return httpx.get(child.health_url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def python_child(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    health_url: str | None = None,
+    ready_text: str | None = None,
+) -> Child:
+    """A child running this Python with `args`, logging to `log_dir/<name>.log`."""
+    log_path = log_dir / f"{name}.log"
+    return Child(name, [sys.executable, *args], env, log_path, health_url, ready_text)
