@@ -1,0 +1,126 @@
+"""`connecthub up` as a user runs it: everything starts, runs the example, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.engine import free_port
+
+pytestmark = pytest.mark.engine
+
+
+def processes_with_env(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (our unique DATA_DIR)."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().split(") ", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], int, int]:
+    env = {
+        key: value for key, value in os.environ.items()
+        if key not in ("DB_URL", "FERNET_KEY_PATH", "PREFECT_API_URL", "PREFECT_HOME",
+                       "ADMIN_PASSWORD", "SESSION_SECRET", "DATA_DIR")
+    }
+    env["CONNECTHUB_UP_TEST_MARKER"] = str(data_dir)
+    port, prefect_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connecthub.cli", "up", "--data-dir", str(data_dir),
+         "--port", str(port), "--prefect-port", str(prefect_port), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    return process, port, prefect_port
+
+
+def read_until(process: subprocess.Popen[str], text: str, timeout: float = 150) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line:
+            seen.append(line)
+            if text in line:
+                return "".join(seen)
+        elif process.poll() is not None:
+            break
+        else:
+            time.sleep(0.2)
+    raise AssertionError(f"never printed {text!r}:\n{''.join(seen)}")
+
+
+def test_up_runs_the_example_and_stops_every_child(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    process, port, prefect_port = start_up(data_dir, "--with-example")
+    try:
+        banner = read_until(process, "Press Ctrl-C to stop.")
+        assert f"http://127.0.0.1:{port}/admin" in banner
+        assert f"http://127.0.0.1:{prefect_port}" in banner
+        assert f"password in {data_dir}" in banner or "admin-password" in banner
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{prefect_port}/api/health").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{prefect_port}/").status_code == 200  # the UI
+        assert (data_dir / "admin-password").stat().st_mode & 0o777 == 0o600
+
+        run = subprocess.run(
+            [sys.executable, "-m", "connecthub.cli", "run", "example.hello", "--wait",
+             "--timeout", "120"],
+            env={**os.environ, "DATA_DIR": str(data_dir), "DB_URL": "",
+                 "FERNET_KEY_PATH": str(data_dir / "fernet.key"),
+                 "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"},
+            capture_output=True, text=True, timeout=180,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "SUCCESS" in run.stdout
+        assert len(processes_with_env(str(data_dir))) >= 4
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    deadline = time.monotonic() + 10
+    while processes_with_env(str(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with_env(str(data_dir)) == []
+
+
+def test_a_dead_child_stops_everything_with_its_name(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    process, _port, _prefect_port = start_up(data_dir)
+    try:
+        read_until(process, "Press Ctrl-C to stop.")
+        workers = [
+            pid for pid in processes_with_env(str(data_dir))
+            if b"prefect\x00worker\x00start" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert workers, "the worker process was not found"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "error: worker exited" in output
+    deadline = time.monotonic() + 10
+    while processes_with_env(str(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with_env(str(data_dir)) == []
