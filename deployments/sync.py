@@ -8,8 +8,8 @@ difference, so a no-op sync makes no write and editing one job touches only its 
 A changed cron is updated in place (`update_deployment_schedule`): the schedule keeps its id,
 and with it Prefect's idempotency keys for runs already scheduled, so no slot runs twice.
 
-`sync_job(job_id)` runs after every save; `sync_all()` also deletes deployments of the flow that
-have no Job, and is what the loop (`connecthub sync --loop`) runs every
+`sync_job(job_id)` runs after every save; `sync_all()` also deletes the deployments it made
+(tagged `connecthub`) whose Job is gone, and is what the loop (`connecthub sync --loop`) runs every
 CONNECTHUB_SYNC_INTERVAL_SECONDS (15 s). Prefect being down never fails a save: the job records
 the error in `sync_error` and the next sync catches up.
 """
@@ -372,6 +372,8 @@ def sync_all() -> SyncReport:
             if _needs_record(job, deployment_id):
                 recorded.append((job.id, deployment_id, None))
         for name, orphan in existing.items():
+            if BASE_TAG not in orphan.tags:
+                continue  # not made by ConnectHub, e.g. the manual deployment of prefect.yaml
             syncer.delete(orphan.id)
             report.deleted.append(name)
         report.writes = syncer.writes

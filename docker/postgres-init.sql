@@ -1,0 +1,2 @@
+-- The Prefect server keeps its own database on the same PostgreSQL.
+CREATE DATABASE prefect OWNER connecthub;
