@@ -39,19 +39,25 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def command(func: F) -> F:
-    """Turn every error of a command into one readable line and exit status 1."""
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is meant for the operator (imported late: Prefect is slow to load)."""
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
     from connecthub.supervisor import StartupError
-    from deployments.client import EngineError
 
-    expected = (
+    errors: tuple[type[Exception], ...] = (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, EngineError, TimeoutError, StartupError,
+        DecryptionError, TimeoutError, StartupError,
     )
+    if "deployments.client" in sys.modules:
+        errors += (sys.modules["deployments.client"].EngineError,)
+    return errors
+
+
+def command(func: F) -> F:
+    """Turn every error of a command into one readable line and exit status 1."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,9 +65,9 @@ def command(func: F) -> F:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except expected as error:
-            raise fail(str(error)) from None
         except Exception as error:
+            if isinstance(error, _expected_errors()):
+                raise fail(str(error)) from None
             if os.environ.get("CONNECTHUB_DEBUG"):
                 raise
             raise fail(

@@ -94,7 +94,7 @@ def pg_env(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh migrated SQLite database and data dir; yields the data dir."""
+    """A fresh migrated SQLite database and data dir ; yields the data dir."""
     data_dir = tmp_path / "data"
     use_settings(
         monkeypatch,

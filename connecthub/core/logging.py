@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ MIN_MASKED_LENGTH = 3
 
 _lock = threading.Lock()
 _masked: list[str] = []  # longest first, so a value containing another is masked whole
+_registered: Counter[str] = Counter()  # how many open blocks registered each value
 _factory_installed = False
 
 
@@ -71,18 +73,18 @@ def _register(values: set[str]) -> list[str]:
     for value in values:
         added.extend(_variants(value))
     with _lock:
-        _masked = sorted({*_masked, *added}, key=len, reverse=True)
+        _registered.update(added)
+        _masked = sorted(_registered, key=len, reverse=True)
     return added
 
 
 def _unregister(values: list[str]) -> None:
     global _masked
     with _lock:
-        remaining = list(_masked)
-        for value in values:
-            if value in remaining:
-                remaining.remove(value)
-        _masked = remaining
+        _registered.subtract(values)
+        for value in [value for value, count in _registered.items() if count <= 0]:
+            del _registered[value]
+        _masked = sorted(_registered, key=len, reverse=True)
 
 
 class _MaskingStream:

@@ -42,7 +42,7 @@ def list_jobs(session: Session) -> list[Job]:
     return list(session.scalars(select(Job).order_by(Job.id)))
 
 
-def apply_spec(job: Job, spec: JobSpec) -> None:
+def apply_spec(job: Job, spec: JobSpec, *, create_key: bool = True) -> None:
     """Copy `spec` onto `job`, encrypting the secrets (None keeps the stored ones)."""
     for field in (
         "name", "description", "cron_expr", "timezone", "handler_path", "public_cfg", "enabled",
@@ -51,19 +51,23 @@ def apply_spec(job: Job, spec: JobSpec) -> None:
         setattr(job, field, getattr(spec, field))
     job.collision_strategy = spec.collision_strategy.value
     if spec.secret_cfg is not None:
-        job.secret_cfg = encrypt_json(spec.secret_cfg) if spec.secret_cfg else None
+        job.secret_cfg = (
+            encrypt_json(spec.secret_cfg, create_key=create_key) if spec.secret_cfg else None
+        )
     job.updated_at = utcnow()
 
 
 def save_job(session: Session, spec: JobSpec, *, must_be_new: bool = False) -> Job:
     """Insert or update the job `spec.id`; flushed, not committed."""
+    # Fail closed: a new key may only be created while nothing is encrypted yet.
+    encrypted = session.scalar(select(Job.id).where(Job.secret_cfg.is_not(None)).limit(1))
     job = session.get(Job, spec.id)
     if job is None:
         job = Job(id=spec.id, created_at=utcnow())
         session.add(job)
     elif must_be_new:
         raise JobExistsError(f"a job with id '{spec.id}' already exists")
-    apply_spec(job, spec)
+    apply_spec(job, spec, create_key=encrypted is None)
     session.flush()
     return job
 
@@ -176,7 +180,7 @@ def last_status_by_job(session: Session, job_ids: list[str]) -> dict[str, str]:
     rows = session.execute(
         select(JobLog.job_id, JobLog.status).join(newest, JobLog.id == newest.c.id)
     )
-    return dict(rows.tuples().all())
+    return {job_id: status for job_id, status in rows}
 
 
 def duration_ms(started: datetime | None, finished: datetime) -> int | None:

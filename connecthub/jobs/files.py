@@ -42,10 +42,11 @@ def _resolve_env(value: Any, where: str) -> Any:
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
+            value = os.environ.get(name)
+            if default is not None and not value:
+                return default  # ${NAME:-default}: unset or empty, as in the shell
+            if value is not None:
+                return value
             raise JobFileError(f"{where}: environment variable {name} is not set")
 
         return ENV_REFERENCE.sub(substitute, value)
@@ -78,7 +79,11 @@ def read_job_file(path: Path) -> list[JobSpec]:
         if entry.get("id") in seen:
             raise JobFileError(f"{label}: the id appears twice in the file")
         if "secret_cfg" in entry:
-            entry = {**entry, "secret_cfg": _resolve_env(entry["secret_cfg"], "secret_cfg")}
+            try:
+                resolved = _resolve_env(entry["secret_cfg"], "secret_cfg")
+            except JobFileError as error:
+                raise JobFileError(f"{label}: {error}") from None
+            entry = {**entry, "secret_cfg": resolved}
         try:
             spec = JobSpec.model_validate(entry)
         except (ValidationError, JobSpecFieldError) as error:

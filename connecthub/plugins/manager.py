@@ -53,7 +53,8 @@ def load_job_class(handler_path: str) -> type[BaseJob]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
+        missing = error.name or ""
+        if missing == module_name or module_name.startswith(f"{missing}."):
             raise PluginImportError(f"module '{module_name}' was not found") from None
         raise PluginImportError(
             f"module '{module_name}' failed to import: it needs '{error.name}', which is missing"

@@ -107,11 +107,16 @@ def _fernet(*, create: bool = True) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in load_keys(create=create)])
 
 
-def encrypt_json(obj: dict[str, Any]) -> str:
-    """The Fernet token of `obj` serialized as JSON."""
+def encrypt_json(obj: dict[str, Any], *, create_key: bool = True) -> str:
+    """The Fernet token of `obj` serialized as JSON.
+
+    The key file is created on first use; pass create_key=False when encrypted data already
+    exists, so that a key file lost meanwhile is a `KeyUnusableError`, never a new key.
+    """
     if not isinstance(obj, dict):
         raise TypeError("secrets must be a JSON object")
-    return _fernet().encrypt(json.dumps(obj, separators=(",", ":")).encode()).decode()
+    plaintext = json.dumps(obj, separators=(",", ":")).encode()
+    return _fernet(create=create_key).encrypt(plaintext).decode()
 
 
 def decrypt_json(token: str, *, job_id: str | None = None) -> dict[str, Any]:
