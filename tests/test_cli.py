@@ -136,7 +136,7 @@ def test_fresh_install_upgrade_apply_list_export(fresh: Cli) -> None:
     error = one_line_error(fresh.run("jobs", "list"))
     assert "connecthub db upgrade" in error
 
-    assert "database at schema 0001" in ok(fresh.run("db", "upgrade"))
+    assert "database at schema 0002" in ok(fresh.run("db", "upgrade"))
 
     out = ok(fresh.run("jobs", "apply", "--no-sync", str(REPO / "examples" / "jobs.yaml")))
     assert "applied 1 job(s): example.hello" in out

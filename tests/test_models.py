@@ -54,10 +54,10 @@ def log_count() -> int:
 
 def test_schema_is_at_head_and_upgrade_is_idempotent(any_db: None) -> None:
     engine = get_engine()
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     upgrade(engine)  # a second run changes nothing and does not fail
     check_schema(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
 
 
 def test_save_and_read_job(any_db: None) -> None:

@@ -143,6 +143,7 @@ class JobLog(Base):
         UniqueConstraint("flow_run_id", "attempt", name="uq_job_log_flow_run_attempt"),
         Index("ix_job_log_job_id_id", "job_id", "id"),
         Index("ix_job_log_status_id", "status", "id"),
+        Index("ix_job_log_job_id_status_id", "job_id", "status", "id"),
         Index("ix_job_log_job_id_started_at", "job_id", "started_at"),
     )
 

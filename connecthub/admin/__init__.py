@@ -1,0 +1,56 @@
+"""The operator UI: SQLAdmin at /admin, behind a login, with the Job and JobLog pages.
+
+`mount_admin(app)` mounts it on a FastAPI app and returns the `Admin`. Its database sessions
+bind to ConnectHub's engine when they first run a query, so building the app touches neither
+the database nor the data dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqladmin import Admin
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+
+from connecthub.admin.auth import AdminAuth, csrf_token
+from connecthub.admin.views import JobLogView, JobView
+from connecthub.db.engine import get_engine
+
+__all__ = ["AdminAuth", "mount_admin"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+class EngineSession(Session):
+    """A session on ConnectHub's current engine (DB_URL), looked up when a query needs it."""
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Engine:
+        return get_engine()
+
+
+def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
+    auth = auth or AdminAuth()
+    admin = Admin(
+        app,
+        session_maker=sessionmaker(class_=EngineSession),
+        base_url="/admin",
+        title="ConnectHub",
+        templates_dir=str(TEMPLATES_DIR),
+        authentication_backend=auth,
+    )
+    admin.templates.env.globals["csrf_token"] = csrf_token
+
+    async def login_page(request: Request, error: str, status_code: int) -> Response:
+        return await admin.templates.TemplateResponse(
+            request, "sqladmin/login.html", {"error": error}, status_code=status_code
+        )
+
+    auth.login_page = login_page
+    admin.add_view(JobView)
+    admin.add_view(JobLogView)
+    return admin

@@ -1,0 +1,341 @@
+"""Who may use the admin: the login, its throttle, the session cookie and the admin's secrets.
+
+- `AdminAuth` is SQLAdmin's authentication backend: one operator account, ADMIN_USERNAME with
+  ADMIN_PASSWORD. With no password configured, one is generated on first start into
+  `DATA_DIR/admin-password` (mode 0600) and its location is logged; there is no built-in default.
+- `LoginThrottle` slows down password guessing: after `max_failures` (5) failed logins for one
+  username from one client address, that pair waits `base_delay_seconds` (30 s), doubling with each
+  further failure up to `max_delay_seconds` (15 min); a successful login clears it. It is kept in
+  the memory of each admin process.
+- `SessionCookieMiddleware` keeps the session in a signed cookie that is HttpOnly, SameSite=Lax,
+  and Secure whenever the request arrived over https (directly, or through a proxy that uvicorn
+  trusts for X-Forwarded-Proto). Its key is SESSION_SECRET, or one generated once into
+  `DATA_DIR/session-secret` (mode 0600), so that several admin replicas on one data dir agree.
+- `csrf_token` / `require_csrf`: the token that every state-changing form of ours carries, kept in
+  the session and compared in constant time.
+
+Secrets files are created like the Fernet key file: written to a private temporary file, then
+hard-linked into place, so processes starting together all end up reading the same value.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import os
+import secrets
+import stat
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqladmin.authentication import AuthenticationBackend
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from connecthub.core.config import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+ADMIN_PASSWORD_FILE = "admin-password"
+SESSION_SECRET_FILE = "session-secret"
+MIN_PASSWORD_LENGTH = 8
+MIN_SESSION_SECRET_LENGTH = 32
+SESSION_COOKIE = "connecthub_admin"
+SESSION_MAX_AGE_SECONDS = 12 * 3600
+CSRF_SESSION_KEY = "csrf_token"
+CSRF_FORM_FIELD = "csrf_token"
+
+
+class AdminConfigError(RuntimeError):
+    """The admin's credentials or session secret are unusable; the message says how to fix it."""
+
+
+def read_or_create_secret(path: Path, generate: Callable[[], str]) -> tuple[str, bool]:
+    """The secret stored in `path`, created first with `generate()` when absent (mode 0600).
+
+    Returns the value and whether this call created the file.
+    """
+    created = False
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(generate() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)  # atomic create-if-absent, with the full content in place
+                created = True
+            except FileExistsError:
+                pass  # another process won the race: use its value
+        finally:
+            os.unlink(tmp)
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning("%s is readable by other users: run `chmod 600 %s`", path, path)
+    value = path.read_text().strip()
+    if not value:
+        raise AdminConfigError(f"{path} is empty: delete it to have a new value generated.")
+    return value, created
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    username: str
+    password: str
+    # Where the generated password is kept; None when it comes from ADMIN_PASSWORD.
+    password_file: Path | None = None
+
+
+def load_credentials(settings: Settings) -> AdminCredentials:
+    """ADMIN_USERNAME and ADMIN_PASSWORD, or the password generated into DATA_DIR."""
+    username = settings.admin_username.strip()
+    if not username:
+        raise AdminConfigError("ADMIN_USERNAME is empty: set it, or unset it to use 'admin'.")
+    if settings.admin_password:
+        if len(settings.admin_password) < MIN_PASSWORD_LENGTH:
+            raise AdminConfigError(
+                f"ADMIN_PASSWORD is shorter than {MIN_PASSWORD_LENGTH} characters: choose a "
+                "longer one, or unset it to have one generated into DATA_DIR."
+            )
+        return AdminCredentials(username, settings.admin_password)
+    path = settings.data_dir / ADMIN_PASSWORD_FILE
+    password, created = read_or_create_secret(path, lambda: secrets.token_urlsafe(18))
+    if created:
+        logger.info("generated the admin password into %s", path)
+    return AdminCredentials(username, password, path)
+
+
+def load_session_secret(settings: Settings) -> str:
+    """SESSION_SECRET, or the one generated into DATA_DIR on first start."""
+    if settings.session_secret:
+        if len(settings.session_secret) < MIN_SESSION_SECRET_LENGTH:
+            raise AdminConfigError(
+                f"SESSION_SECRET is shorter than {MIN_SESSION_SECRET_LENGTH} characters: use a "
+                "random value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                ", or unset it to have one generated into DATA_DIR."
+            )
+        return settings.session_secret
+    value, _created = read_or_create_secret(
+        settings.data_dir / SESSION_SECRET_FILE, lambda: secrets.token_urlsafe(48)
+    )
+    return value
+
+
+class SessionCookieMiddleware:
+    """Starlette's signed-cookie sessions, with the Secure flag when the request came over https.
+
+    The secret is read on the first request, so building the app has no side effects.
+    """
+
+    def __init__(self, app: ASGIApp, secret: Callable[[], str]) -> None:
+        self.app = app
+        self._secret = secret
+        self._sessions: dict[bool, SessionMiddleware] | None = None
+
+    def _build(self) -> dict[bool, SessionMiddleware]:
+        key = self._secret()
+        return {
+            secure: SessionMiddleware(
+                self.app,
+                secret_key=key,
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_MAX_AGE_SECONDS,
+                same_site="lax",
+                https_only=secure,
+            )
+            for secure in (False, True)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self._sessions is None:
+            self._sessions = self._build()
+        secure = scope.get("scheme") in ("https", "wss")
+        await self._sessions[secure](scope, receive, send)
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+
+
+class LoginThrottle:
+    """Failed logins per (client address, username), and how long each pair must wait."""
+
+    def __init__(
+        self,
+        max_failures: int = 5,
+        base_delay_seconds: float = 30.0,
+        max_delay_seconds: float = 900.0,
+        forget_after_seconds: float = 3600.0,
+        max_tracked: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.base_delay_seconds = base_delay_seconds
+        self.max_delay_seconds = max_delay_seconds
+        self.forget_after_seconds = forget_after_seconds
+        self.max_tracked = max_tracked
+        self._clock = clock
+        self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+
+    def _current(self, key: tuple[str, str]) -> _Failures | None:
+        entry = self._failures.get(key)
+        if entry is not None and self._clock() - entry.last > self.forget_after_seconds:
+            del self._failures[key]
+            return None
+        return entry
+
+    def retry_after(self, key: tuple[str, str]) -> float:
+        """Seconds `key` must still wait before its next attempt (0: it may try now)."""
+        entry = self._current(key)
+        if entry is None or entry.count < self.max_failures:
+            return 0.0
+        exponent = min(entry.count - self.max_failures, 30)
+        delay = min(self.base_delay_seconds * 2**exponent, self.max_delay_seconds)
+        return max(0.0, entry.last + delay - self._clock())
+
+    def failed(self, key: tuple[str, str]) -> None:
+        entry = self._current(key) or _Failures()
+        entry.count += 1
+        entry.last = self._clock()
+        self._failures[key] = entry
+        self._failures.move_to_end(key)
+        while len(self._failures) > self.max_tracked:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self._failures.pop(key, None)
+
+
+def _equal(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+LoginPage = Callable[[Request, str, int], Awaitable[Response]]
+
+
+class AdminAuth(AuthenticationBackend):
+    """SQLAdmin's login for the one operator account, with a throttle on failed attempts."""
+
+    def __init__(
+        self,
+        settings: Callable[[], Settings] = get_settings,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self._settings = settings
+        self._credentials: AdminCredentials | None = None
+        self.throttle = throttle or LoginThrottle()
+        # Set by the admin once its templates exist: renders the login page with an error.
+        self.login_page: LoginPage | None = None
+        self.middlewares = [
+            Middleware(SessionCookieMiddleware, secret=lambda: load_session_secret(settings()))
+        ]
+
+    @property
+    def credentials(self) -> AdminCredentials:
+        if self._credentials is None:
+            self._credentials = load_credentials(self._settings())
+        return self._credentials
+
+    def prepare(self) -> str:
+        """Check (creating if needed) the login and the session secret, at start.
+
+        Returns where the operator finds the login, for the startup log (never the password).
+        """
+        load_session_secret(self._settings())
+        credentials = self.credentials
+        if credentials.password_file is None:
+            return f"admin login: user '{credentials.username}', password from ADMIN_PASSWORD"
+        return (
+            f"admin login: user '{credentials.username}', password in "
+            f"{credentials.password_file} (set ADMIN_PASSWORD to choose one)"
+        )
+
+    async def login(self, request: Request) -> Response | bool:
+        form = await request.form()
+        username = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        key = (client_address(request), username.lower()[:200])
+        wait = self.throttle.retry_after(key)
+        if wait:
+            return await self._refuse(request, wait)
+        credentials = self.credentials
+        # Both comparisons always run, so the timing does not tell which one failed.
+        valid_user = _equal(username, credentials.username)
+        valid_password = _equal(password, credentials.password)
+        if valid_user and valid_password:
+            self.throttle.succeeded(key)
+            request.session.clear()
+            request.session["user"] = credentials.username
+            logger.info("admin login from %s", key[0])
+            return True
+        self.throttle.failed(key)
+        logger.warning("failed admin login from %s", key[0])
+        wait = self.throttle.retry_after(key)
+        if wait:
+            return await self._refuse(request, wait)
+        return False
+
+    async def _refuse(self, request: Request, wait: float) -> Response | bool:
+        message = (
+            "Too many failed logins for this user from your address. "
+            f"Wait {math.ceil(wait)} seconds, then try again."
+        )
+        if self.login_page is None:
+            raise HTTPException(status_code=429, detail=message)
+        return await self.login_page(request, message, 429)
+
+    async def logout(self, request: Request) -> Response | bool:
+        request.session.clear()
+        return False  # SQLAdmin then redirects to the login page
+
+    async def authenticate(self, request: Request) -> Response | bool:
+        user = request.session.get("user")
+        return isinstance(user, str) and _equal(user, self.credentials.username)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use; every POST form of ours carries it."""
+    token = request.session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        request.session[CSRF_SESSION_KEY] = token
+    return token
+
+
+async def require_csrf(request: Request) -> FormData:
+    """The submitted form, after checking its CSRF token against the session's (403 if not)."""
+    form = await request.form()
+    submitted = form.get(CSRF_FORM_FIELD)
+    expected = request.session.get(CSRF_SESSION_KEY)
+    if not (
+        isinstance(submitted, str)
+        and isinstance(expected, str)
+        and expected
+        and _equal(submitted, expected)
+    ):
+        raise HTTPException(
+            status_code=403,
+            detail="This form has expired or did not come from this admin. "
+            "Reload the page and try again.",
+        )
+    return form

@@ -1,0 +1,66 @@
+"""The ConnectHub web app: the admin UI at /admin and a health check at /healthz.
+
+Run it with `uvicorn connecthub.main:app` (or `--factory connecthub.main:create_app`). At start
+it runs `bootstrap.prepare()` (logging, a current schema, a key file that reads the stored
+secrets: it refuses to start otherwise) and logs where the admin login is found.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from connecthub.admin import AdminAuth, mount_admin
+from connecthub.bootstrap import prepare
+from connecthub.db.engine import get_engine
+
+logger = logging.getLogger(__name__)
+
+
+def _database_reachable() -> bool:
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True
+
+
+async def healthz() -> JSONResponse:
+    """200 when the app is up and its database answers; 503 otherwise."""
+    if await run_in_threadpool(_database_reachable):
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+
+
+def create_app() -> FastAPI:
+    auth = AdminAuth()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(prepare)
+        logger.info(await run_in_threadpool(auth.prepare))
+        yield
+
+    app = FastAPI(
+        title="ConnectHub", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        "/",
+        lambda: RedirectResponse("/admin/", status_code=307),
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    mount_admin(app, auth)
+    return app
+
+
+app = create_app()

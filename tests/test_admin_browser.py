@@ -1,0 +1,278 @@
+"""The admin in a real browser (Debian's Chromium through Playwright) against a real admin server,
+a real Prefect server and a real worker: an operator logs in, creates example.hello with a
+secret, meets a validation error, runs the job, opens its JobLog, clicks Retry and watches the
+retry succeed; no page ever contains the secret. A form posted from another site changes nothing.
+
+Also saves the screenshots in docs/screenshots/. Chromium must be installed
+(`apt-get install -y chromium`): without it these tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from connecthub.db.engine import session_scope
+from connecthub.db.models import Job, JobLog, RunStatus
+from tests.engine import free_port, stop_process, wait_http
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+USERNAME = os.environ.get("ADMIN_USERNAME", "admin")
+SECRET_VALUE = "demo-token"
+JOB_ID = "example.hello"
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def admin_server(worker: Path, session_dir: Path) -> Iterator[str]:
+    """`uvicorn connecthub.main:app` on a free port, on the session's database and Prefect."""
+    port = free_port()
+    log_path = session_dir / f"admin-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "connecthub.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=dict(os.environ),
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base_url}/healthz", 60, process)
+    except Exception:
+        stop_process(process)
+        print(log_path.read_text()[-5000:])
+        raise
+    yield base_url
+    stop_process(process)
+    if process.returncode not in (0, -15, None):
+        print(log_path.read_text()[-5000:])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium` "
+            "(these tests never download a browser)."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, admin_server: str, pg_env: None):  # type: ignore[no-untyped-def]
+    context = browser.new_context(base_url=admin_server, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+class Pages:
+    """Every page the browser showed, to check afterwards that none held the secret."""
+
+    def __init__(self, page) -> None:  # type: ignore[no-untyped-def]
+        self.page = page
+        self.seen: list[tuple[str, str]] = []
+
+    def keep(self) -> str:
+        html = self.page.content()
+        self.seen.append((self.page.url, html))
+        return html
+
+    def assert_never_contained(self, *texts: str) -> None:
+        assert self.seen
+        for url, html in self.seen:
+            for text in texts:
+                assert text not in html, f"{url} contains a secret"
+
+
+def log_in(page) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/admin/job/list")
+    assert page.url.endswith("/admin/login")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", os.environ["ADMIN_PASSWORD"])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/$"))
+
+
+FINAL_STATUS = ", ".join(
+    f"#joblog-status[data-status={status.value}]" for status in RunStatus if status.is_final
+)
+
+
+def wait_for_status(page, status: RunStatus, pages: Pages) -> None:  # type: ignore[no-untyped-def]
+    """Reload the JobLog details page until the run has ended, and check it ended in `status`.
+
+    The page also refreshes itself while the run is going; waiting for a selector survives that.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for _ in range(RUN_TIMEOUT_MS // 5000):
+        try:
+            page.wait_for_selector(FINAL_STATUS, timeout=5000)
+            break
+        except PlaywrightTimeoutError:
+            page.reload()
+    else:
+        shown = page.get_attribute("#joblog-status", "data-status")
+        raise AssertionError(f"JobLog {page.url} stayed {shown} for {RUN_TIMEOUT_MS // 1000} s")
+    html = pages.keep()
+    shown = page.get_attribute("#joblog-status", "data-status")
+    assert shown == status.value, f"JobLog {page.url} ended {shown}:\n{html[-3000:]}"
+
+
+def stored_token() -> str | None:
+    with session_scope() as session:
+        return session.scalar(select(Job.secret_cfg).where(Job.id == JOB_ID))
+
+
+def joblog_count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(JobLog)) or 0
+
+
+def test_operator_creates_runs_and_retries_a_job(page) -> None:  # type: ignore[no-untyped-def]
+    pages = Pages(page)
+    log_in(page)
+
+    # Create example.hello; the first try has a cron with a seconds field, which is refused.
+    page.goto("/admin/job/create")
+    page.fill("#id", JOB_ID)
+    page.fill("#name", "Hello Mars")
+    page.fill("#handler_path", "extensions.example.job:ExampleJob")
+    page.fill("#cron_expr", "*/10 * * * * *")
+    page.fill("#timezone", "UTC")
+    page.fill("#public_cfg", '{"name":"Mars"}')
+    page.fill("#secret_cfg", '{"token":"demo-token"}')
+    page.click("input[type=submit][value=Save]")
+    cron_error = page.locator("#cron_expr ~ .invalid-feedback")
+    assert "exactly 5 fields" in cron_error.inner_text()
+    assert cron_error.is_visible()
+    assert page.input_value("#secret_cfg") == ""  # the secret is not sent back
+    assert page.input_value("#public_cfg") == '{"name":"Mars"}'
+    pages.keep()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 1560})  # the whole form, sidebar included
+    page.screenshot(path=str(SCREENSHOTS / "job-form.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert stored_token() is None
+
+    page.fill("#cron_expr", "* * * * *")
+    page.fill("#secret_cfg", '{"token":"demo-token"}')
+    page.click("input[type=submit][value=Save]")
+    page.wait_for_url(re.compile(r"/admin/job/list"))
+    pages.keep()
+    assert "created and deployed to Prefect" in page.inner_text("#flash-messages")
+    token = stored_token()
+    assert token is not None and token.startswith("gAAAA")
+
+    try:
+        # Run now, from the job's row: it opens the new JobLog.
+        row = page.locator("tr", has=page.locator(f"text={JOB_ID}"))
+        row.locator("button[title='Run now']").click()
+        page.wait_for_url(re.compile(r"/admin/job-log/details/\d+"))
+        first_url = page.url
+        first_id = first_url.rsplit("/", 1)[-1]
+        assert f"started as JobLog #{first_id}" in page.inner_text("#flash-messages")
+        wait_for_status(page, RunStatus.SUCCESS, pages)
+        assert '"greeting": "Hello, Mars!"' in page.inner_text("#joblog-result")
+        assert '"name": "Mars"' in page.inner_text("#joblog-params")
+        page.screenshot(path=str(SCREENSHOTS / "joblog-details.png"), full_page=True)
+
+        # Retry: a new JobLog, linked to the first one, that succeeds as well.
+        page.click("#retry-snapshot")
+        page.wait_for_url(lambda url: "/admin/job-log/details/" in url and url != first_url)
+        assert f"Retrying JobLog #{first_id}" in page.inner_text("#flash-messages")
+        assert f"JobLog #{first_id}" in page.inner_text("#joblog-retry-of")
+        retry_id = page.url.rsplit("/", 1)[-1]
+        wait_for_status(page, RunStatus.SUCCESS, pages)
+        assert "retry" in page.inner_text("#joblog-details")
+
+        # The list shows both, newest first; the job's pages never show the secret.
+        page.goto(f"/admin/job-log/list?job_id={JOB_ID}")
+        pages.keep()
+        listed = page.locator("a[href*='/admin/job-log/details/']").evaluate_all(
+            "links => links.map(link => link.href.split('/').pop())"
+        )
+        assert listed.index(retry_id) < listed.index(first_id)  # newest first
+        page.screenshot(path=str(SCREENSHOTS / "joblog-list.png"))
+        for path in (
+            f"/admin/job/edit/{JOB_ID}",
+            f"/admin/job/details/{JOB_ID}",
+            "/admin/job/list",
+        ):
+            page.goto(path)
+            pages.keep()
+        assert "SUCCESS" in page.inner_text("table")  # the list's last run status
+        page.screenshot(path=str(SCREENSHOTS / "job-list.png"))
+        pages.assert_never_contained(SECRET_VALUE, token)
+    finally:
+        # Delete through the admin so the deployment (and its every-minute schedule) goes too.
+        page.goto(f"/admin/job/details/{JOB_ID}")
+        page.click("a.btn-danger[data-bs-target='#modal-delete']")
+        page.wait_for_selector(f"#modal-delete-text:has-text('{JOB_ID}')")
+        page.click("#modal-delete-button")
+        page.wait_for_url(re.compile(r"/admin/job/list"))
+        assert stored_token() is None
+
+
+def test_a_form_posted_from_another_site_changes_nothing(page) -> None:  # type: ignore[no-untyped-def]
+    log_in(page)
+    with session_scope() as session:
+        log = JobLog(job_id=JOB_ID, status=RunStatus.FAILED.value, snapshot_params={})
+        session.add(log)
+        session.flush()
+        log_id = log.id
+    before = joblog_count()
+    admin = page.url.rsplit("/admin/", 1)[0]
+    attack = f"""<html><body>
+      <form id="f" method="post" action="{admin}/admin/job-log/retry/{log_id}">
+        <input name="use" value="snapshot"><input name="csrf_token" value="guess">
+      </form><script>document.getElementById('f').submit()</script></body></html>"""
+    page.route(
+        "http://attacker.test/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=attack),
+    )
+    page.goto("http://attacker.test/")
+    page.wait_for_url(re.compile(r"/admin/login$"))
+    assert joblog_count() == before
+    # The operator is still logged in: only the cross-site request went without the cookie.
+    page.goto("/admin/job-log/list")
+    assert page.url.endswith("/admin/job-log/list")

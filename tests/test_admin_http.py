@@ -1,0 +1,700 @@
+"""The admin over HTTP: login and its throttle, the session cookie, every route behind the login,
+Job validation on the form, secrets that never come back, CSRF on every action, a read-only and
+count-capped JobLog.
+
+Prefect is unreachable in these tests (PREFECT_API_URL points at a closed port): saves must stand
+and record the sync error, and run/retry must say what went wrong without changing anything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+
+from connecthub.admin import auth as admin_auth
+from connecthub.admin import views as admin_views
+from connecthub.admin.auth import LoginThrottle, load_credentials
+from connecthub.core.config import Settings, get_settings
+from connecthub.db import crud
+from connecthub.db.engine import get_engine, session_scope
+from connecthub.db.models import Job, JobLog, RunStatus, Trigger
+from connecthub.main import create_app
+from connecthub.security.fernet import decrypt_json
+
+USERNAME = "admin"
+PASSWORD = "test-admin-password"
+SECRET_VALUE = "s3cret-demo-token-9f8e7d"
+HANDLER = "extensions.example.job:ExampleJob"
+
+
+class RecordingClient(TestClient):
+    """A TestClient that keeps every response body, to check none of them leaks a secret."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bodies: list[str] = []
+
+    def request(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def,override]
+        response = super().request(*args, **kwargs)
+        for item in [*response.history, response]:
+            self.bodies.append(
+                item.text + "\n" + "\n".join(f"{k}: {v}" for k, v in item.headers.items())
+            )
+        return response
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_down(pg_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def anonymous(prefect_down: None) -> Iterator[RecordingClient]:
+    """A client of a freshly started app, not logged in; checks no response leaked a secret."""
+    with RecordingClient(create_app(), follow_redirects=False) as client:
+        yield client
+        with session_scope() as session:
+            tokens = crud.secret_tokens(session)
+        for body in client.bodies:
+            assert SECRET_VALUE not in body
+            for token in tokens:
+                assert token not in body
+
+
+@pytest.fixture
+def client(anonymous: RecordingClient) -> RecordingClient:
+    login(anonymous)
+    return anonymous
+
+
+def login(client: TestClient, username: str = USERNAME, password: str = PASSWORD) -> Any:
+    return client.post("/admin/login", data={"username": username, "password": password})
+
+
+def job_form(**overrides: str) -> dict[str, str]:
+    form = {
+        "id": "example.hello",
+        "name": "Hello",
+        "description": "",
+        "handler_path": HANDLER,
+        "cron_expr": "* * * * *",
+        "timezone": "UTC",
+        "enabled": "y",
+        "public_cfg": '{"name": "Mars"}',
+        "secret_cfg": json.dumps({"token": SECRET_VALUE}),
+        "timeout_seconds": "",
+        "max_retries": "0",
+        "retry_delay_seconds": "60",
+        "concurrency_limit": "1",
+        "collision_strategy": "ENQUEUE",
+        "tags": "demo",
+        "save": "Save",
+    }
+    form.update(overrides)
+    return form
+
+
+def create_job(client: TestClient, **overrides: str) -> Any:
+    return client.post("/admin/job/create", data=job_form(**overrides))
+
+
+def edit_job(client: TestClient, job_id: str = "example.hello", **overrides: str) -> Any:
+    form = job_form(id=job_id, **overrides)
+    return client.post(f"/admin/job/edit/{job_id}", data=form)
+
+
+def stored_job(job_id: str = "example.hello") -> Job | None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            session.expunge(job)
+        return job
+
+
+def job_count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Job)) or 0
+
+
+def log_count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(JobLog)) or 0
+
+
+def add_log(job_id: str = "example.hello", **values: Any) -> int:
+    with session_scope() as session:
+        log = JobLog(
+            job_id=job_id,
+            status=values.pop("status", RunStatus.FAILED.value),
+            trigger=Trigger.SCHEDULE.value,
+            snapshot_params=values.pop("snapshot_params", {"name": "Mars"}),
+            **values,
+        )
+        session.add(log)
+        session.flush()
+        return log.id
+
+
+def field_group(page: str, field: str) -> str:
+    """The unescaped HTML of the form group that holds the input named `field`."""
+    for group in re.findall(r'<div class="mb-3 form-group row">(.*?)\n</div>', page, re.S):
+        if f'name="{field}"' in group:
+            return html.unescape(group)
+    raise AssertionError(f"no form field {field!r} on the page")
+
+
+def field_error(page: str, field: str) -> str:
+    group = field_group(page, field)
+    errors = re.findall(r'<div class="invalid-feedback">(.*?)</div>', group, re.S)
+    assert errors, f"no error shown under {field!r}"
+    assert "is-invalid" in group
+    return " ".join(errors)
+
+
+def page_csrf_token(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def flashes(client: TestClient, path: str) -> str:
+    return html.unescape(client.get(path).text)
+
+
+# --- login, session, routes ---------------------------------------------------------------
+
+
+def _admin_routes() -> list[Route]:
+    app = create_app()
+    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/admin")
+    return [route for route in mount.routes if isinstance(route, Route)]
+
+
+def _concrete_paths(route: Route) -> list[str]:
+    path = route.path
+    identities = ["job", "job-log"] if "{identity}" in path else [None]
+    paths = []
+    for identity in identities:
+        concrete = path if identity is None else path.replace("{identity}", identity)
+        concrete = re.sub(r"\{pk(:path)?\}", "1", concrete)
+        concrete = concrete.replace("{export_type}", "csv").replace("{column_name}", "id")
+        assert "{" not in concrete, f"unexpected path parameter in {path}"
+        paths.append(concrete)
+    return paths
+
+
+def test_every_admin_route_needs_a_login(anonymous: RecordingClient) -> None:
+    add_log()
+    routes = _admin_routes()
+    exposed = {route.path for route in routes if route.name.startswith("view-")}
+    assert {"/job/run/{pk}", "/job/enable/{pk}", "/job/disable/{pk}", "/job-log/retry/{pk}"} <= (
+        exposed
+    )
+    checked = 0
+    for route in routes:
+        if route.name == "login":
+            continue
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            for path in _concrete_paths(route):
+                response = anonymous.request(method, f"/admin{path}", data={"x": "1"})
+                assert response.status_code in (302, 303), (method, path, response.status_code)
+                assert response.headers["location"].endswith("/admin/login"), (method, path)
+                checked += 1
+    assert checked >= 25
+    assert log_count() == 1
+    assert anonymous.get("/admin/login").status_code == 200
+    assert anonymous.get("/healthz").json() == {"status": "ok"}
+
+
+def test_login_good_and_bad(anonymous: RecordingClient) -> None:
+    bad = login(anonymous, password="wrong-password")
+    assert bad.status_code == 400
+    assert "Invalid credentials" in bad.text
+    assert anonymous.get("/admin/job/list").status_code == 302
+
+    good = login(anonymous)
+    assert good.status_code == 302
+    assert anonymous.get("/admin/job/list").status_code == 200
+
+    anonymous.get("/admin/logout")
+    assert anonymous.get("/admin/job/list").status_code == 302
+
+
+def test_session_cookie_flags(prefect_down: None) -> None:
+    app = create_app()
+    for base_url, secure in (("http://testserver", False), ("https://testserver", True)):
+        with TestClient(app, base_url=base_url, follow_redirects=False) as client:
+            response = login(client)
+            assert response.status_code == 302
+            cookie = response.headers["set-cookie"].lower()
+            assert "httponly" in cookie
+            assert "samesite=lax" in cookie
+            assert ("secure" in cookie) is secure
+
+
+def test_repeated_failed_logins_are_throttled(anonymous: RecordingClient) -> None:
+    for _ in range(4):
+        assert login(anonymous, password="guess").status_code == 400
+    fifth = login(anonymous, password="guess")
+    assert fifth.status_code == 429
+    assert "Too many failed logins" in html.unescape(fifth.text)
+    # While throttled even the right password is refused, so guessing cannot go on.
+    throttled = login(anonymous)
+    assert throttled.status_code == 429
+    assert re.search(r"Wait \d+ seconds", throttled.text)
+    # Another username from the same address is not affected.
+    assert login(anonymous, username="someone-else", password="x").status_code == 400
+
+
+def test_throttle_waits_grow_and_clear_on_success() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(max_failures=5, base_delay_seconds=30, clock=lambda: now[0])
+    key = ("10.0.0.1", "admin")
+    for _ in range(5):
+        assert throttle.retry_after(key) == 0
+        throttle.failed(key)
+    assert throttle.retry_after(key) == 30
+    now[0] += 31
+    assert throttle.retry_after(key) == 0
+    throttle.failed(key)
+    assert throttle.retry_after(key) == 60
+    throttle.succeeded(key)
+    assert throttle.retry_after(key) == 0
+
+
+def test_password_is_generated_once_into_the_data_dir(
+    prefect_down: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("ADMIN_PASSWORD")
+    monkeypatch.delenv("SESSION_SECRET")
+    get_settings.cache_clear()
+    data_dir = get_settings().data_dir
+    for name in ("admin-password", "session-secret"):
+        (data_dir / name).unlink(missing_ok=True)
+    try:
+        with (
+            caplog.at_level("INFO", logger="connecthub"),
+            TestClient(create_app(), follow_redirects=False) as client,
+        ):
+            password_file = data_dir / "admin-password"
+            assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE((data_dir / "session-secret").stat().st_mode) == 0o600
+            password = password_file.read_text().strip()
+            assert len(password) >= 16
+            assert str(password_file) in caplog.text
+            assert password not in caplog.text
+            assert login(client, password=password).status_code == 302
+            assert client.get("/admin/job/list").status_code == 200
+        # A second start reads the same password.
+        settings = Settings(data_dir=data_dir, admin_password=None)
+        assert load_credentials(settings).password == password
+    finally:
+        for name in ("admin-password", "session-secret"):
+            (data_dir / name).unlink(missing_ok=True)
+
+
+def test_placeholder_session_secret_is_refused(tmp_path: Any) -> None:
+    settings = Settings(data_dir=tmp_path, session_secret="change-me")
+    with pytest.raises(admin_auth.AdminConfigError, match="SESSION_SECRET"):
+        admin_auth.load_session_secret(settings)
+
+
+# --- jobs: create, validate, secrets ------------------------------------------------------
+
+
+def test_create_job_encrypts_the_secret_and_never_shows_it(client: RecordingClient) -> None:
+    response = create_job(client)
+    assert response.status_code == 302, response.text
+    job = stored_job()
+    assert job is not None
+    assert job.secret_cfg is not None and job.secret_cfg.startswith("gAAAA")
+    assert SECRET_VALUE not in job.secret_cfg
+    assert decrypt_json(job.secret_cfg) == {"token": SECRET_VALUE}
+    assert job.public_cfg == {"name": "Mars"}
+    assert job.tags == ["demo"]
+    # Prefect is down: the save stands, the row records why it is not synced, a warning says so.
+    assert job.sync_error and "not reachable" in job.sync_error
+    page = flashes(client, "/admin/job/list")
+    assert "example.hello" in page
+    assert "saved" in page or "created" in page
+    assert "not updated yet" in page
+    assert "not synced" in page
+
+    edit_page = client.get("/admin/job/edit/example.hello")
+    assert edit_page.status_code == 200
+    assert 'name="secret_cfg"' in edit_page.text
+    details = client.get("/admin/job/details/example.hello")
+    assert "stored, encrypted" in details.text
+    assert client.get("/admin/job/list?search=hello").status_code == 200
+    # An edit that fails validation shows the form again without the secret typed into it.
+    failed = edit_job(
+        client, cron_expr="61 * * * *", secret_cfg=json.dumps({"token": SECRET_VALUE})
+    )
+    assert failed.status_code == 400
+    assert field_error(failed.text, "cron_expr")
+    # The fixture checks that no response contained the secret value or its token.
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("cron_expr", "0 0 31 2 *", "never fires"),
+        ("cron_expr", "*/10 * * * * *", "exactly 5 fields"),
+        ("cron_expr", "not a cron", "exactly 5 fields"),
+        ("timezone", "Mars/Olympus_Mons", "not an IANA timezone"),
+        ("handler_path", "extensions.example.job:Missing", "has no attribute 'Missing'"),
+        ("handler_path", "no-such-thing", "not a handler path"),
+        ("handler_path", "connecthub.db.models:Job", "not a subclass"),
+        ("public_cfg", "[1, 2]", "must be a JSON object"),
+        ("public_cfg", '{"name": ', "not valid JSON"),
+        ("public_cfg", '{"nmae": "Mars"}', "nmae"),
+        ("secret_cfg", '["a"]', "must be a JSON object"),
+        ("id", "has spaces", "use only letters"),
+        ("max_retries", "-1", "greater than or equal to 0"),
+    ],
+)
+def test_validation_errors_show_under_the_field(
+    client: RecordingClient, field: str, value: str, expected: str
+) -> None:
+    response = create_job(client, **{field: value})
+    assert response.status_code == 400
+    assert expected in field_error(response.text, field)
+    assert job_count() == 0
+    # The form comes back with what was typed, except the secrets.
+    assert 'id="secret_cfg"' in response.text
+    assert field_group(response.text, "secret_cfg").count(SECRET_VALUE) == 0
+
+
+def test_handler_picker_lists_the_available_plugins(client: RecordingClient) -> None:
+    page = client.get("/admin/job/create").text
+    assert 'list="handler_path-options"' in page
+    assert f'<option value="{HANDLER}">' in page
+
+
+def test_blank_secret_keeps_the_stored_one(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    token = stored_job().secret_cfg  # type: ignore[union-attr]
+
+    assert edit_job(client, secret_cfg="", public_cfg='{"name": "Venus"}').status_code == 302
+    job = stored_job()
+    assert job.secret_cfg == token  # type: ignore[union-attr]
+    assert job.public_cfg == {"name": "Venus"}  # type: ignore[union-attr]
+
+    assert edit_job(client, secret_cfg='{"token": "another-one"}').status_code == 302
+    assert decrypt_json(stored_job().secret_cfg) == {"token": "another-one"}  # type: ignore[union-attr,arg-type]
+
+    assert edit_job(client, secret_cfg="{}").status_code == 302
+    assert stored_job().secret_cfg is None  # type: ignore[union-attr]
+
+
+def test_the_id_cannot_be_changed_by_an_edit(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    response = client.post(
+        "/admin/job/edit/example.hello", data=job_form(id="other.job", name="Renamed")
+    )
+    assert response.status_code == 400
+    assert "cannot be changed" in html.unescape(response.text)
+    assert stored_job("other.job") is None
+    assert stored_job().name == "Hello"  # type: ignore[union-attr]
+
+
+def test_duplicate_id_is_a_clean_message(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    response = create_job(client, name="Again")
+    assert response.status_code == 400
+    assert "already exists" in html.unescape(response.text)
+    assert stored_job().name == "Hello"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            IntegrityError(
+                "INSERT INTO job (id, secret_cfg) VALUES (%(id)s, %(secret_cfg)s)",
+                {"id": "example.hello", "secret_cfg": "gAAAAB-fake-token"},
+                Exception("duplicate key value violates unique constraint"),
+            ),
+            "conflicts with existing data",
+        ),
+        (
+            OperationalError(
+                "UPDATE job SET secret_cfg=%(secret_cfg)s",
+                {"secret_cfg": "gAAAAB-fake-token"},
+                Exception("server closed the connection unexpectedly"),
+            ),
+            "could not save this job",
+        ),
+    ],
+)
+def test_database_errors_never_show_sql_or_parameters(
+    client: RecordingClient, monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
+) -> None:
+    def fail(_spec: Any) -> Job:
+        raise error
+
+    monkeypatch.setattr(admin_views, "_insert_job", fail)
+    response = create_job(client)
+    assert response.status_code == 400
+    page = html.unescape(response.text)
+    assert expected in page
+    for leak in (
+        "INSERT",
+        "UPDATE",
+        "gAAAAB-fake-token",
+        "secret_cfg=",
+        "duplicate key",
+        "server closed",
+    ):
+        assert leak not in page
+
+
+# --- job actions --------------------------------------------------------------------------
+
+
+def test_enable_and_disable_need_the_csrf_token(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    details = client.get("/admin/job/details/example.hello").text
+    token = page_csrf_token(details)
+
+    refused = client.post("/admin/job/disable/example.hello", data={"csrf_token": "forged"})
+    assert refused.status_code == 403
+    assert stored_job().enabled is True  # type: ignore[union-attr]
+    missing = client.post("/admin/job/disable/example.hello", data={})
+    assert missing.status_code == 403
+    assert stored_job().enabled is True  # type: ignore[union-attr]
+
+    disabled = client.post(
+        "/admin/job/disable/example.hello", data={"csrf_token": token, "back_to": "details"}
+    )
+    assert disabled.status_code == 303
+    assert disabled.headers["location"].endswith("/admin/job/details/example.hello")
+    assert stored_job().enabled is False  # type: ignore[union-attr]
+    page = flashes(client, "/admin/job/details/example.hello")
+    assert "disabled, but its Prefect deployment is not updated yet" in page
+    assert ">Enable<" in page
+
+    enabled = client.post("/admin/job/enable/example.hello", data={"csrf_token": token})
+    assert enabled.status_code == 303
+    assert stored_job().enabled is True  # type: ignore[union-attr]
+
+
+def test_run_now_with_prefect_down_says_why(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    token = page_csrf_token(client.get("/admin/job/list").text)
+    response = client.post("/admin/job/run/example.hello", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert log_count() == 0
+    page = flashes(client, response.headers["location"])
+    assert "did not start" in page and "not reachable" in page
+
+
+def test_delete_removes_the_row_and_reports_the_deployment(client: RecordingClient) -> None:
+    assert create_job(client).status_code == 302
+    response = client.delete("/admin/job/delete?pks=example.hello")
+    assert response.status_code == 200
+    assert stored_job() is None
+    page = flashes(client, "/admin/job/list")
+    assert "deleted; its Prefect deployment is not deleted yet" in page
+
+
+# --- JobLog -------------------------------------------------------------------------------
+
+
+def test_retry_without_or_with_a_wrong_csrf_token_changes_nothing(
+    client: RecordingClient,
+) -> None:
+    assert create_job(client).status_code == 302
+    log_id = add_log()
+    details = client.get(f"/admin/job-log/details/{log_id}")
+    assert details.status_code == 200
+    token = page_csrf_token(details.text)
+
+    for data in (
+        {"use": "snapshot"},
+        {"use": "snapshot", "csrf_token": "forged-token"},
+        {"use": "current", "csrf_token": token + "x"},
+    ):
+        response = client.post(f"/admin/job-log/retry/{log_id}", data=data)
+        assert response.status_code == 403
+        assert log_count() == 1
+
+    # With the right token it reaches the engine, which is down: a message, still no new row.
+    response = client.post(
+        f"/admin/job-log/retry/{log_id}", data={"use": "snapshot", "csrf_token": token}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].endswith(f"/admin/job-log/details/{log_id}")
+    assert log_count() == 1
+    assert "was not retried" in flashes(client, response.headers["location"])
+
+
+def test_retry_of_a_deleted_job_says_so(client: RecordingClient) -> None:
+    log_id = add_log(job_id="gone.job")
+    details = client.get(f"/admin/job-log/details/{log_id}")
+    assert "(deleted)" in details.text
+    token = page_csrf_token(details.text)
+    response = client.post(
+        f"/admin/job-log/retry/{log_id}", data={"use": "current", "csrf_token": token}
+    )
+    assert response.status_code == 303
+    page = flashes(client, response.headers["location"])
+    assert "JobLog #1 was not retried: Job 'gone.job'" in page
+    assert log_count() == 1
+
+
+def test_cross_site_post_lands_on_login(
+    client: RecordingClient, anonymous: RecordingClient
+) -> None:
+    assert create_job(client).status_code == 302
+    log_id = add_log()
+    token = page_csrf_token(client.get(f"/admin/job-log/details/{log_id}").text)
+    # A page on another site can make the browser POST, but SameSite=Lax keeps the cookie back.
+    with TestClient(anonymous.app, follow_redirects=False) as other_site:
+        for path, data in (
+            (f"/admin/job-log/retry/{log_id}", {"use": "snapshot", "csrf_token": token}),
+            ("/admin/job/disable/example.hello", {"csrf_token": token}),
+            ("/admin/job/create", job_form(id="evil.job")),
+        ):
+            response = other_site.post(path, data=data, headers={"origin": "https://evil.example"})
+            assert response.status_code == 302
+            assert response.headers["location"].endswith("/admin/login")
+    assert log_count() == 1
+    assert stored_job().enabled is True  # type: ignore[union-attr]
+    assert stored_job("evil.job") is None
+
+
+def test_joblog_is_read_only(client: RecordingClient) -> None:
+    log_id = add_log()
+    for method, path in (
+        ("GET", "/admin/job-log/create"),
+        ("POST", "/admin/job-log/create"),
+        ("GET", f"/admin/job-log/edit/{log_id}"),
+        ("POST", f"/admin/job-log/edit/{log_id}"),
+        ("DELETE", f"/admin/job-log/delete?pks={log_id}"),
+        ("GET", "/admin/job-log/export/csv"),
+        ("GET", "/admin/job-log/export/json"),
+    ):
+        response = client.request(
+            method, path, data={"status": "SUCCESS"} if method == "POST" else None
+        )
+        assert response.status_code in (403, 404, 405), (method, path, response.status_code)
+    assert log_count() == 1
+    listing = client.get("/admin/job-log/list").text
+    assert "/admin/job-log/create" not in listing
+    assert "/admin/job-log/export" not in listing
+    details = client.get(f"/admin/job-log/details/{log_id}").text
+    assert f"/admin/job-log/edit/{log_id}" not in details
+    assert "modal-delete" not in details
+
+
+def test_joblog_details_shows_the_execution(
+    client: RecordingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_UI_URL", "http://prefect.example:4200")
+    get_settings.cache_clear()
+    first = add_log(
+        status=RunStatus.FAILED.value,
+        error="boom: it failed",
+        traceback="Traceback (most recent call last):\n  ValueError: boom",
+        flow_run_id="11111111-2222-3333-4444-555555555555",
+        duration_ms=1500,
+    )
+    second = add_log(
+        status=RunStatus.SUCCESS.value,
+        retry_of=first,
+        result={"greeting": "Hello"},
+        flow_run_id="66666666-2222-3333-4444-555555555555",
+    )
+    page = html.unescape(client.get(f"/admin/job-log/details/{first}").text)
+    for text in (
+        "FAILED",
+        "boom: it failed",
+        "ValueError: boom",
+        "1.5 s",
+        '"name": "Mars"',
+        "http://prefect.example:4200/runs/flow-run/11111111-2222-3333-4444-555555555555",
+        'id="retry-snapshot"',
+        "Retry with current config",
+        'name="csrf_token"',
+    ):
+        assert text in page, text
+    page = html.unescape(client.get(f"/admin/job-log/details/{second}").text)
+    assert f'/admin/job-log/details/{first}">JobLog #{first}<' in page
+    assert '"greeting": "Hello"' in page
+
+
+def _insert_logs(count: int, job_ids: tuple[str, ...] = ("job-a", "job-b")) -> None:
+    statuses = [status.value for status in RunStatus]
+    rows = [
+        {
+            "job_id": job_ids[i % len(job_ids)],
+            "status": statuses[i % len(statuses)],
+            "trigger": "schedule",
+            "attempt": 1,
+            "flow_run_id": f"run-{i}",
+        }
+        for i in range(count)
+    ]
+    with get_engine().begin() as connection:
+        connection.execute(insert(JobLog), rows)
+
+
+def _listed_ids(page: str) -> list[int]:
+    return [int(pk) for pk in re.findall(r'/admin/job-log/details/(\d+)"', page)]
+
+
+def test_joblog_list_is_newest_first_filtered_and_count_capped(
+    client: RecordingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_views.JobLogView, "count_cap", 50)
+    _insert_logs(120)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        page = client.get("/admin/job-log/list").text
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert "of 50+ items" in page
+    ids = _listed_ids(page)
+    assert ids == sorted(ids, reverse=True) and ids[0] == 120
+    counts = [s for s in statements if "count(" in s.lower()]
+    assert counts and all("LIMIT" in s.upper() for s in counts)
+    assert not any("DISTINCT" in s.upper() for s in statements)
+
+    failed = client.get("/admin/job-log/list?status=FAILED&pageSize=100").text
+    with session_scope() as session:
+        expected = session.scalars(
+            select(JobLog.id).where(JobLog.status == "FAILED").order_by(JobLog.id.desc())
+        ).all()
+    assert _listed_ids(failed) == list(expected)
+    assert f"of {len(expected)} items" in failed
+
+    by_job = client.get("/admin/job-log/list?job_id=job-b&pageSize=100").text
+    assert set(_listed_ids(by_job)) == set(range(2, 121, 2))
+    searched = client.get("/admin/job-log/list?search=job-a&pageSize=100").text
+    assert set(_listed_ids(searched)) == set(range(1, 120, 2))
+    assert _listed_ids(client.get("/admin/job-log/list?search=job").text) == []
