@@ -8,8 +8,10 @@ Every test that touches ConnectHub's database gets a migrated database through `
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -37,6 +39,26 @@ def create_pg_database(name: str) -> None:
 def drop_pg_database(name: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def captured_loggers(caplog: pytest.LogCaptureFixture, *names: str) -> Iterator[None]:
+    """Send every record of the named loggers to `caplog`, even where they don't propagate."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger, logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        # Not propagating, so the root's caplog handler does not see each record twice.
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(caplog.handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def use_settings(monkeypatch: pytest.MonkeyPatch | None, **env: str) -> None:

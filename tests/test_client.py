@@ -37,6 +37,7 @@ from connecthub.integrations import (
     auth_header,
     redact_url,
 )
+from tests.conftest import captured_loggers
 
 CANARY = "canary-XYZ"
 LOG_LINE = re.compile(
@@ -156,19 +157,8 @@ def make_client(server: ScriptedServer, sleeps: list[float]) -> Iterator[Any]:
 def client_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """Every record of the clients and of httpx, even if logging was configured not to
     propagate `connecthub.*` to the root logger."""
-    loggers = [logging.getLogger("connecthub.client"), logging.getLogger("httpx")]
-    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        # Not propagating, so the root's caplog handler does not see each record twice.
-        lg.setLevel(logging.DEBUG)
-        lg.propagate = False
-        lg.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    yield caplog
-    for lg, level, propagate in saved:
-        lg.removeHandler(caplog.handler)
-        lg.setLevel(level)
-        lg.propagate = propagate
+    with captured_loggers(caplog, "connecthub.client", "httpx"):
+        yield caplog
 
 
 def attempt_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:

@@ -4,7 +4,6 @@ real local HTTP server, and Params validation that names the field."""
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ import pytest
 
 from connecthub.jobs.base import JobConfigError, JobContext
 from extensions.example.job import ExampleJob
+from tests.conftest import captured_loggers
 
 TOKEN = "example-token-4711"
 
@@ -68,19 +68,8 @@ def greeting_server() -> Iterator[GreetingServer]:
 
 @pytest.fixture
 def job_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    loggers = [logging.getLogger(n) for n in ("extensions", "connecthub.client", "httpx")]
-    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        # Not propagating, so the root's caplog handler does not see each record twice.
-        lg.setLevel(logging.DEBUG)
-        lg.propagate = False
-        lg.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    yield caplog
-    for lg, level, propagate in saved:
-        lg.removeHandler(caplog.handler)
-        lg.setLevel(level)
-        lg.propagate = propagate
+    with captured_loggers(caplog, "extensions", "connecthub.client", "httpx"):
+        yield caplog
 
 
 def run_job(params: dict[str, Any], secrets: dict[str, Any] | None = None) -> Any:

@@ -336,13 +336,13 @@ from connecthub.db import crud
 from connecthub.db.engine import session_scope
 from connecthub.security import fernet
 
-write_keys = fernet._write_atomically
+write_keys = fernet._write_keys
 
 def slow_write_keys(path, keys, *, replace):
     time.sleep(0.2)  # widen the window between reading the key file and replacing it
     return write_keys(path, keys, replace=replace)
 
-fernet._write_atomically = slow_write_keys
+fernet._write_keys = slow_write_keys
 
 ready, go, sleep = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 ready.touch()

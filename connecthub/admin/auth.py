@@ -23,10 +23,8 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-import os
 import secrets
 import stat
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -43,6 +41,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connecthub.core.config import Settings, get_settings
+from connecthub.core.files import write_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +66,8 @@ def read_or_create_secret(path: Path, generate: Callable[[], str]) -> tuple[str,
     """
     created = False
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(generate() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)  # atomic create-if-absent, with the full content in place
-                created = True
-            except FileExistsError:
-                pass  # another process won the race: use its value
-        finally:
-            os.unlink(tmp)
+        # Another process may win the race to create it: then its value is the one read below.
+        created = write_private_file(path, (generate() + "\n").encode(), replace=False)
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning("%s is readable by other users: run `chmod 600 %s`", path, path)
     value = path.read_text().strip()

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from connecthub.core.config import get_settings
+from connecthub.core.files import write_private_file
 
 __all__ = [
     "DecryptionError",
@@ -68,29 +67,8 @@ def _read_keys(path: Path) -> list[bytes]:
     return [line.encode() for line in lines]
 
 
-def _write_atomically(path: Path, keys: list[bytes], *, replace: bool) -> bool:
-    """Write `keys` to `path` with mode 0600; with replace=False only if `path` does not exist.
-
-    Returns False when replace=False and another process created the file first.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fernet-", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(b"\n".join(keys) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)  # atomic create-if-absent with the full content in place
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _write_keys(path: Path, keys: list[bytes], *, replace: bool) -> bool:
+    return write_private_file(path, b"\n".join(keys) + b"\n", replace=replace)
 
 
 def load_keys(*, create: bool = True) -> list[bytes]:
@@ -99,7 +77,7 @@ def load_keys(*, create: bool = True) -> list[bytes]:
     if not path.exists():
         if not create:
             raise KeyUnusableError(f"The key file {path} does not exist.")
-        _write_atomically(path, [Fernet.generate_key()], replace=False)
+        _write_keys(path, [Fernet.generate_key()], replace=False)
     return _read_keys(path)
 
 
@@ -182,7 +160,7 @@ def rotate_key(reencrypt: Any) -> int:
     """
     with _rotation_lock():
         keys = load_keys(create=True)
-        _write_atomically(_key_path(), [Fernet.generate_key(), *keys], replace=True)
+        _write_keys(_key_path(), [Fernet.generate_key(), *keys], replace=True)
         fernet = _fernet(create=False)
         return reencrypt(lambda token: fernet.rotate(token.encode()).decode())
 
@@ -201,5 +179,5 @@ def retire_old_keys(tokens: list[str]) -> int:
                     "`connecthub rotate-key` to completion before retiring old keys."
                 ) from None
         if len(keys) > 1:
-            _write_atomically(_key_path(), keys[:1], replace=True)
+            _write_keys(_key_path(), keys[:1], replace=True)
         return len(keys) - 1
