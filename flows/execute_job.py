@@ -14,13 +14,17 @@ CANCELLED with the reason; runs that die under the body are mirrored by the hook
 from __future__ import annotations
 
 import json
+import logging
+import time
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 from prefect.utilities.timeout import timeout
+from sqlalchemy.exc import OperationalError
 
 from connecthub.core.logging import mask, secrets_masked
 from connecthub.db import crud
@@ -28,11 +32,15 @@ from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, RunStatus, Trigger, utcnow
 from connecthub.jobs.base import JobContext
 from connecthub.plugins.manager import load_job_class
-from connecthub.security.fernet import decrypt_json
+from connecthub.security.fernet import DecryptionError, decrypt_json
 from deployments.client import FLOW_NAME, set_retry_policy
 
 MAX_RESULT_BYTES = 64 * 1024
 TRIGGER_TAG_PREFIX = "connecthub.trigger:"
+# How long the flow keeps retrying a JobLog write while the database is unreachable.
+DB_RETRY_SECONDS = 300.0
+T = TypeVar("T")
+_logger = logging.getLogger("connecthub.flow")
 
 
 class JobRunError(RuntimeError):
@@ -67,30 +75,72 @@ def trigger_of(flow_run: Any, attempt: int, retry_of: int | None) -> Trigger:
     return Trigger.SCHEDULE if flow_run.auto_scheduled else Trigger.MANUAL
 
 
+def _with_db_retry(write: Callable[[], T], what: str) -> T:
+    """`write()`, retried with backoff while the database cannot be reached.
+
+    A restart or fail-over of the database must neither lose a run's outcome nor turn it into a
+    failure; JobLog writes are upserts on (flow_run_id, attempt), so repeating one is safe.
+    """
+    deadline = time.monotonic() + DB_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return write()
+        except OperationalError as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            _logger.warning(
+                "database unreachable while writing %s (%s); retrying in %.1f s",
+                what, type(error.orig).__name__, delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def _previous_attempt_id(flow_run_id: str, attempt: int) -> int | None:
     with session_scope() as session:
         previous = crud.find_attempt(session, flow_run_id, attempt - 1)
         return previous.id if previous else None
 
 
+def _start(
+    flow_run_id: str, attempt: int, *, create: dict[str, Any], snapshot: dict[str, Any] | None
+) -> int:
+    def write() -> int:
+        with session_scope() as session:
+            log = crud.record_attempt(
+                session, flow_run_id, attempt, create=create,
+                update_values={
+                    "status": RunStatus.RUNNING.value,
+                    "started_at": utcnow(),
+                    "snapshot_params": snapshot,
+                },
+            )
+            return log.id
+
+    return _with_db_retry(write, f"the JobLog of flow run {flow_run_id}")
+
+
 def _finish(flow_run_id: str, attempt: int, status: RunStatus, **values: Any) -> int:
     finished = utcnow()
-    with session_scope() as session:
-        row = crud.find_attempt(session, flow_run_id, attempt)
-        started = row.started_at if row else None
-        log = crud.record_attempt(
-            session,
-            flow_run_id,
-            attempt,
-            create={"job_id": values.pop("job_id", "")},
-            update_values={
-                "status": status.value,
-                "finished_at": finished,
-                "duration_ms": crud.duration_ms(started, finished),
-                **values,
-            },
-        )
-        return log.id
+    job_id = values.pop("job_id", "")
+
+    def write() -> int:
+        with session_scope() as session:
+            row = crud.find_attempt(session, flow_run_id, attempt)
+            started = row.started_at if row else None
+            log = crud.record_attempt(
+                session, flow_run_id, attempt, create={"job_id": job_id},
+                update_values={
+                    "status": status.value,
+                    "finished_at": finished,
+                    "duration_ms": crud.duration_ms(started, finished),
+                    **values,
+                },
+            )
+            return log.id
+
+    return _with_db_retry(write, f"the final JobLog of flow run {flow_run_id}")
 
 
 @flow(name=FLOW_NAME, log_prints=False, persist_result=False)
@@ -113,19 +163,11 @@ def execute_job(
         if job is not None:
             session.expunge(job)
     snapshot = params if params is not None else (job.public_cfg if job else None)
-    with session_scope() as session:
-        log = crud.record_attempt(
-            session,
-            flow_run_id,
-            attempt,
-            create={"job_id": job_id, "trigger": trigger.value, "retry_of": retry_of},
-            update_values={
-                "status": RunStatus.RUNNING.value,
-                "started_at": utcnow(),
-                "snapshot_params": snapshot,
-            },
-        )
-        log_id = log.id
+    log_id = _start(
+        flow_run_id, attempt,
+        create={"job_id": job_id, "trigger": trigger.value, "retry_of": retry_of},
+        snapshot=snapshot,
+    )
 
     skip_reason = None
     if job is None:
@@ -147,7 +189,13 @@ def execute_job(
     secrets: dict[str, Any] = {}
     try:
         if job.secret_cfg:
-            secrets = decrypt_json(job.secret_cfg, job_id=job.id)
+            try:
+                secrets = decrypt_json(job.secret_cfg, job_id=job.id)
+            except DecryptionError as error:  # names the job and the key file, not the token
+                message = f"{type(error).__name__}: {error}"
+                logger.error("Job %s failed: %s", job.id, message)
+                _finish(flow_run_id, attempt, RunStatus.FAILED, job_id=job.id, error=message)
+                raise JobRunError(message) from None
         with secrets_masked(secrets):
             try:
                 result = _run_plugin(job, snapshot or {}, secrets, flow_run_id, attempt, logger)
