@@ -3,8 +3,8 @@ a real Prefect server and a real worker: an operator logs in, creates example.he
 secret, meets a validation error, runs the job, opens its JobLog, clicks Retry and watches the
 retry succeed; no page ever contains the secret. A form posted from another site changes nothing.
 
-Also saves the screenshots in docs/screenshots/. Chromium must be installed
-(`apt-get install -y chromium`): without it these tests fail, they do not skip.
+Also saves screenshots (to test-artifacts/screenshots/, or CONNECTHUB_SCREENSHOTS). Chromium must
+be installed (`apt-get install -y chromium`): without it these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# The screenshots in docs/screenshots are refreshed with
+# CONNECTHUB_SCREENSHOTS=docs/screenshots ./connecthub.sh test tests/test_admin_browser.py
+SCREENSHOTS = REPO_ROOT / os.environ.get("CONNECTHUB_SCREENSHOTS", "test-artifacts/screenshots")
 USERNAME = os.environ.get("ADMIN_USERNAME", "admin")
 SECRET_VALUE = "demo-token"
 JOB_ID = "example.hello"
