@@ -35,8 +35,17 @@ class CommandError(Exception):
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {mask(message)}", err=True)
+    # One line, whatever the message quotes (an id or a path may hold a newline).
+    one_line = mask(message).replace("\r", "\\r").replace("\n", "\\n")
+    typer.echo(f"error: {one_line}", err=True)
     return typer.Exit(1)
+
+
+def _database_error(error: Exception) -> str:
+    """A database error without its SQL and parameters (they can hold a Fernet token)."""
+    reason = getattr(error, "orig", None) or error
+    first_line = (str(reason).strip().splitlines() or [""])[0]
+    return f"the database refused this ({type(reason).__name__}: {first_line}); nothing was saved"
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
@@ -70,6 +79,10 @@ def command(func: F) -> F:
                 raise fail(str(error)) from None
             if os.environ.get("CONNECTHUB_DEBUG"):
                 raise
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(error, SQLAlchemyError):
+                raise fail(_database_error(error)) from None
             raise fail(
                 f"unexpected {type(error).__name__}: {error} (CONNECTHUB_DEBUG=1 shows the "
                 "traceback)"
@@ -362,7 +375,9 @@ def worker_environment() -> dict[str, str]:
     env = dict(os.environ)
     poll = f"{settings.worker_poll_seconds:g}"
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", poll)
-    env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", poll)
+    # Start a scheduled run's process early; Prefect's server holds the run until its slot, so
+    # the seconds of process start-up no longer make every run late.
+    env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "30")
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     # The flow process reads the same database and key file as this worker.
     env["DATA_DIR"] = str(settings.data_dir.resolve())

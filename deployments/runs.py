@@ -82,6 +82,8 @@ def run_now(job_id: str, params: dict[str, Any] | None = None) -> JobLog:
 
 def retry(log_id: int, use: RetrySource = "snapshot") -> JobLog:
     """Rerun the execution `log_id` with its own params (snapshot) or the job's current ones."""
+    if not 0 < log_id < 2**63:  # outside JobLog's BIGINT ids: the database would refuse it
+        raise RunRefusedError(f"There is no JobLog #{log_id} to retry.")
     with session_scope() as session:
         log = session.get(JobLog, log_id)
         if log is None:

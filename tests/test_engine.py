@@ -250,15 +250,20 @@ def test_cancelled_run_is_cancelled(pg_env: None, worker: Path, tmp_path: Path):
 def test_scheduled_run_reaches_success(pg_env: None, worker: Path):
     save("run.cron", cron_expr="* * * * *", public_cfg={"scheduled": True})
     assert sync_job("run.cron").error is None
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        done = [row for row in logs_of("run.cron") if row.status == "SUCCESS"]
-        if done:
-            assert done[0].trigger == "schedule"
-            assert done[0].snapshot_params == {"scheduled": True}
-            return
-        time.sleep(2)
-    pytest.fail(f"no scheduled run succeeded: {logs_of('run.cron')}")
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            done = [row for row in logs_of("run.cron") if row.status == "SUCCESS"]
+            if done:
+                assert done[0].trigger == "schedule"
+                assert done[0].snapshot_params == {"scheduled": True}
+                return
+            time.sleep(2)
+        pytest.fail(f"no scheduled run succeeded: {logs_of('run.cron')}")
+    finally:  # later tests must not see this job's runs
+        with session_scope() as session:
+            crud.delete_job(session, "run.cron")
+        sync_job("run.cron")
 
 
 def assert_canary_absent_from_prefect(flow_run_id: str | None) -> None:

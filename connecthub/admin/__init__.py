@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqladmin import Admin
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,6 +52,15 @@ def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
         )
 
     auth.login_page = login_page
+
+    async def not_found(request: Request, _error: Exception) -> Response:
+        # A value the database cannot hold (a NUL, an id beyond BIGINT) names nothing that exists.
+        return await admin.templates.TemplateResponse(
+            request, "sqladmin/error.html",
+            {"status_code": 404, "message": "Not found"}, status_code=404,
+        )
+
+    admin.admin.add_exception_handler(DataError, not_found)
     admin.add_view(JobView)
     admin.add_view(JobLogView)
     return admin

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqladmin.authentication import AuthenticationBackend
 from starlette.datastructures import FormData
@@ -297,7 +298,24 @@ class AdminAuth(AuthenticationBackend):
 
     async def authenticate(self, request: Request) -> Response | bool:
         user = request.session.get("user")
-        return isinstance(user, str) and _equal(user, self.credentials.username)
+        if not (isinstance(user, str) and _equal(user, self.credentials.username)):
+            return False
+        # SameSite=Lax still sends the cookie with a form posted from a sibling subdomain:
+        # a state change must come from the admin's own pages.
+        return request.method in ("GET", "HEAD", "OPTIONS") or same_origin(request)
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of this origin.
+
+    Browsers send Sec-Fetch-Site (and Origin) with every POST; clients that send neither (curl,
+    tests) are not browsers, which a cross-site request needs.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.url.netloc
 
 
 def csrf_token(request: Request) -> str:

@@ -73,6 +73,8 @@ def _parse_json_object(text: str, example: str) -> dict[str, Any]:
         raise ValueError(
             f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
     if not isinstance(value, dict):
         raise ValueError(f"must be a JSON object, e.g. {example}")
     return value

@@ -237,7 +237,23 @@ def _secret_state(job: Job, *_: Any) -> str:
     return "stored, encrypted (never shown)" if job.secret_cfg else "none"
 
 
-class JobView(ModelView, model=Job):
+class _AddressIds:
+    """An id in the address that cannot exist (not a number, out of range, a NUL) is a 404;
+    and no column is ever served as a file (SQLAdmin would serve the file a value names)."""
+
+    def _stmt_by_identifier(self, identifier: str) -> Select:
+        if "\x00" in identifier:
+            raise HTTPException(status_code=404)
+        try:
+            return super()._stmt_by_identifier(identifier)  # type: ignore[misc]
+        except ValueError:
+            raise HTTPException(status_code=404) from None
+
+    async def get_object_filepath(self, identifier: str, column_name: str) -> Any:
+        raise HTTPException(status_code=404)
+
+
+class JobView(_AddressIds, ModelView, model=Job):
     name = "Job"
     name_plural = "Jobs"
     icon = "fa-solid fa-gears"
@@ -500,7 +516,7 @@ def _counted_rows(count_stmt: Select) -> Select | None:
     return element if isinstance(element, Select) else None
 
 
-class JobLogView(ModelView, model=JobLog):
+class JobLogView(_AddressIds, ModelView, model=JobLog):
     name = "Job log"
     name_plural = "Job logs"
     icon = "fa-solid fa-list-check"

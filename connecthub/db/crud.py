@@ -171,16 +171,18 @@ def recent_logs(session: Session, *, job_id: str | None = None, limit: int = 20)
 
 def last_status_by_job(session: Session, job_ids: list[str]) -> dict[str, str]:
     """The status of each job's newest JobLog (one indexed lookup per job)."""
-    newest = (
-        select(JobLog.job_id, func.max(JobLog.id).label("id"))
-        .where(JobLog.job_id.in_(job_ids))
-        .group_by(JobLog.job_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(JobLog.job_id, JobLog.status).join(newest, JobLog.id == newest.c.id)
-    )
-    return {job_id: status for job_id, status in rows}
+    statuses: dict[str, str] = {}
+    for start in range(0, len(job_ids), 100):
+        # One max() per job reads a single entry of the (job_id, id) index, whatever the history.
+        newest = [
+            select(func.max(JobLog.id)).where(JobLog.job_id == job_id).scalar_subquery()
+            for job_id in job_ids[start : start + 100]
+        ]
+        rows = session.execute(
+            select(JobLog.job_id, JobLog.status).where(JobLog.id.in_(newest))
+        )
+        statuses.update({job_id: status for job_id, status in rows})
+    return statuses
 
 
 def duration_ms(started: datetime | None, finished: datetime) -> int | None:

@@ -61,9 +61,10 @@ def read_job_file(path: Path) -> list[JobSpec]:
         raise JobFileError(f"cannot read {path}: {error.strerror}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise JobFileError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                           f"{str(error).splitlines()[0]}") from None
+                           f"{reason.splitlines()[0]}") from None
     if isinstance(data, dict) and set(data) == {"jobs"}:
         data = data["jobs"]
     if not isinstance(data, list):

@@ -57,13 +57,16 @@ def next_fire_time(expr: str, timezone: str = "UTC", after: datetime | None = No
 def validate_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a long name
         raise ValueError(f"'{name}' is not an IANA timezone, e.g. UTC or Europe/Berlin") from None
     return name
 
 
 def _json_size(obj: Any) -> int:
-    return len(json.dumps(obj, separators=(",", ":")).encode())
+    try:
+        return len(json.dumps(obj, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError:
+        raise ValueError("NaN and Infinity are not JSON: use null or a string") from None
 
 
 class JobSpec(BaseModel):
@@ -112,6 +115,13 @@ class JobSpec(BaseModel):
             load_job_class(value)
         except PluginError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character (\\x00)")
         return value
 
     @field_validator("tags")
