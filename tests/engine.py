@@ -100,23 +100,49 @@ def prefect_server(session_dir: Path) -> Iterator[str]:
     drop_pg_database(name)
 
 
-@pytest.fixture(scope="session")
-def worker(pg_database: str, prefect_server: str, session_dir: Path) -> Iterator[Path]:
-    """A real `connecthub worker` on the session database; yields its log file."""
-    log_path = session_dir / "worker.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
-    env = dict(os.environ)
+CLI = [sys.executable, "-m", "connecthub.cli"]
+
+
+def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A real `connecthub worker` with `env`, started once it says so; output to `log_path`."""
+    env = dict(env)
     # Flow runs import the test plugins in tests/plugins from the repository root.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
     process = subprocess.Popen(
-        [sys.executable, "-m", "connecthub.cli", "worker"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [*CLI, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while b"started" not in log_path.read_bytes().lower():
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
             raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.3)
+    return process
+
+
+def start_admin(log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `connecthub admin` (uvicorn) on a free port, once healthy; returns its base URL."""
+    port = free_port()
+    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
+    process = subprocess.Popen(
+        [*CLI, "admin", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base_url}/healthz", 90, process)
+    except Exception:
+        stop_process(process)
+        print(log_path.read_text()[-5000:])
+        raise
+    return process, base_url
+
+
+@pytest.fixture(scope="session")
+def worker(pg_database: str, prefect_server: str, session_dir: Path) -> Iterator[Path]:
+    """A real `connecthub worker` on the session database; yields its log file."""
+    log_path = session_dir / "worker.log"
+    process = start_worker(log_path, dict(os.environ))
     yield log_path
     stop_process(process)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from sqlalchemy import func, select
 
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog, RunStatus
-from tests.engine import free_port, stop_process, wait_http
+from tests.engine import start_admin, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -48,38 +46,10 @@ RUN_TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def admin_server(worker: Path, session_dir: Path) -> Iterator[str]:
-    """`uvicorn connecthub.main:app` on a free port, on the session's database and Prefect."""
-    port = free_port()
-    log_path = session_dir / f"admin-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "connecthub.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=dict(os.environ),
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base_url}/healthz", 60, process)
-    except Exception:
-        stop_process(process)
-        print(log_path.read_text()[-5000:])
-        raise
+    """`connecthub admin` on a free port, on the session's database and Prefect."""
+    process, base_url = start_admin(session_dir / "admin-browser.log", dict(os.environ))
     yield base_url
     stop_process(process)
-    if process.returncode not in (0, -15, None):
-        print(log_path.read_text()[-5000:])
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from connecthub.main import create_app
 from deployments.runs import run_now, wait_for_final
 from deployments.sync import remove_job, sync_job
 from tests.conftest import PG_ADMIN_URL, use_settings
-from tests.engine import REPO_ROOT, free_port, stop_process, wait_http
+from tests.engine import CLI, start_admin, start_worker, stop_process
 from tests.test_client import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -74,7 +73,6 @@ JOBS = {
     "canary.client": "tests.plugins.canary:FailingRequestJob",
 }
 RUN_TIMEOUT = 240
-CLI = [sys.executable, "-m", "connecthub.cli"]
 
 
 # --- what to look for -----------------------------------------------------------------------
@@ -189,37 +187,6 @@ class World:
     admin_pages: list[tuple[str, int, str]]  # (url, status, body + headers)
     exports: dict[str, subprocess.CompletedProcess[str]]
     prefect_server_log: Path
-
-
-def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [*CLI, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 90
-    while b"started" not in log_path.read_bytes().lower():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process)
-            raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.3)
-    return process
-
-
-def start_admin(log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [*CLI, "admin", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base_url}/healthz", 90, process)
-    except Exception:
-        stop_process(process)
-        print(log_path.read_text()[-5000:])
-        raise
-    return process, base_url
 
 
 def csrf_of(page: str) -> str:
@@ -339,7 +306,6 @@ def world(
                 Reply(401, {"error": f"token {CANARY} rejected", "url": f"?api_key={CANARY}"}),
             )
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["LOG_DIR"] = str(log_dir)
         env["PYTHONUNBUFFERED"] = "1"
         try:

@@ -26,7 +26,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from connecthub.db.engine import get_engine, session_scope
 from connecthub.jobs.spec import JobSpec
 from connecthub.main import create_app
 from deployments.client import PrefectUnavailableError
-from tests.engine import REPO_ROOT, free_port, stop_process, wait_http
+from tests.engine import CLI, free_port, start_admin, stop_process
 from tests.test_admin_http import (  # noqa: F401 - anonymous, client, prefect_down: fixtures
     PASSWORD,
     SECRET_VALUE,
@@ -64,7 +63,6 @@ from tests.test_admin_http import (  # noqa: F401 - anonymous, client, prefect_d
 )
 
 JOB_ID = "example.hello"  # job_form's id
-CLI = [sys.executable, "-m", "connecthub.cli"]
 
 
 @pytest.fixture
@@ -116,19 +114,12 @@ def recorded_runs(monkeypatch: pytest.MonkeyPatch) -> RecordedRuns:
 @pytest.fixture
 def admin_server(pg_env: None, tmp_path: Path) -> Iterator[str]:
     """`connecthub admin` (uvicorn with proxy headers, as compose runs it), Prefect down."""
-    port = free_port()
     log_path = tmp_path / "admin.log"
     env = dict(os.environ)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
     env.pop("PREFECT_UI_URL", None)
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [*CLI, "admin", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
+    process, base_url = start_admin(log_path, env)
     try:
-        wait_http(f"{base_url}/healthz", 90, process)
         yield base_url
     finally:
         stop_process(process)
