@@ -228,7 +228,7 @@ def test_valid_spec_and_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad_id", ["bad id", "bad/id", "ümlaut", "", "a" * 201, "semi;colon", "new\nline"],
+    "bad_id", ["bad id", "bad/id", "ümlaut", "", "a" * 201, "semi;colon", "new\nline", ".", ".."],
 )
 def test_rejects_bad_ids(bad_id: str) -> None:
     errors = errors_of(valid(id=bad_id))

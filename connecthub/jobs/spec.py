@@ -96,6 +96,8 @@ class JobSpec(BaseModel):
     def _id(cls, value: str) -> str:
         if not JOB_ID_PATTERN.match(value):
             raise ValueError("use only letters, digits, '.', '-' and '_', e.g. example.hello")
+        if not value.strip("."):
+            raise ValueError("an id needs a letter, digit, '-' or '_' besides dots")
         return value
 
     @field_validator("cron_expr")
