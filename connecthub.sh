@@ -19,9 +19,13 @@ venv() {
     "$PYTHON" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "installing ConnectHub into $VENV ..."
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".${extras:+[$extras]}"
+    echo "installing ConnectHub into $VENV (log: $VENV/install.log) ..."
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip \
+           && "$VENV/bin/python" -m pip install -e ".${extras:+[$extras]}"; } >"$VENV/install.log" 2>&1; then
+      tail -n 30 "$VENV/install.log" >&2
+      echo "installation failed; the whole log is $VENV/install.log" >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }
