@@ -2,9 +2,11 @@
 
 When the worker and the flow process die together nothing is left to report the run, and
 Prefect keeps it RUNNING forever. ConnectHub's workers make every flow run send a heartbeat
-every HEARTBEAT_SECONDS; this automation, installed once per Prefect server, moves a run of the
-ConnectHub flow to CRASHED when no heartbeat nor terminal event follows a heartbeat within
-HEARTBEAT_GRACE_SECONDS. The reconciler then mirrors the CRASHED state into JobLog.
+every HEARTBEAT_SECONDS; this automation, installed once per Prefect server, moves a run to
+CRASHED when no heartbeat nor terminal event follows its Running state or its last heartbeat
+within HEARTBEAT_GRACE_SECONDS. Running counts as a start because the server emits that event
+itself: a process killed before its first heartbeat left the process is crashed too. The
+reconciler then mirrors the CRASHED state into JobLog.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def heartbeat_automation() -> AutomationCore:
         description="Installed by ConnectHub: a run whose worker and process died together.",
         enabled=True,
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect=FLOW_RUN_EVENTS,
             match={"prefect.resource.id": "prefect.flow-run.*"},
             for_each={"prefect.resource.id"},
@@ -53,8 +55,16 @@ def heartbeat_automation() -> AutomationCore:
 
 
 def ensure_heartbeat_automation(client: SyncPrefectClient) -> int:
-    """Install the automation if it is missing; returns the number of writes (0 or 1)."""
-    if client.read_automations_by_name(AUTOMATION_NAME):
+    """Install the automation, or bring an older one up to date; returns the writes (0 or 1)."""
+    wanted = heartbeat_automation()
+    installed = client.read_automations_by_name(AUTOMATION_NAME)
+    if not installed:
+        client.create_automation(wanted)
+        return 1
+    current = installed[0]
+    if (current.trigger, current.actions, current.enabled) == (
+        wanted.trigger, wanted.actions, wanted.enabled
+    ):
         return 0
-    client.create_automation(heartbeat_automation())
+    client.update_automation(current.id, wanted)
     return 1

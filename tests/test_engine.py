@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -19,11 +20,17 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling, Scheduled
 
+from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JobSpec
 from deployments.client import FLOW_NAME, prefect_client
+from deployments.heartbeat import (
+    AUTOMATION_NAME,
+    ensure_heartbeat_automation,
+    heartbeat_automation,
+)
 from deployments.runs import retry, run_now, wait_for_final
 from deployments.sync import sync_all, sync_job
 
@@ -130,6 +137,26 @@ def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
     assert row.sync_error is None and row.deployment_id == str(deployment("down.a").id)
 
 
+def test_heartbeat_automation_is_installed_once_and_upgraded_in_place(
+    pg_env: None, prefect_server: str
+):
+    wanted = heartbeat_automation()
+    older = wanted.model_copy(
+        update={"trigger": wanted.trigger.model_copy(
+            update={"after": {"prefect.flow-run.heartbeat"}}
+        )}
+    )
+    with prefect_client() as client:
+        for automation in client.read_automations_by_name(AUTOMATION_NAME):
+            client.delete_automation(automation.id)
+        client.create_automation(older)
+        assert ensure_heartbeat_automation(client) == 1
+        assert ensure_heartbeat_automation(client) == 0
+        installed = client.read_automations_by_name(AUTOMATION_NAME)
+    assert len(installed) == 1
+    assert installed[0].trigger.after == {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
+
+
 # --- runs -------------------------------------------------------------------------------------
 
 
@@ -145,6 +172,8 @@ def test_run_now_succeeds_and_keeps_the_secret_out_of_prefect(pg_env: None, work
     assert final.result == {"params": {"name": "Mars"}, "secret_keys": ["token"]}
     assert final.duration_ms is not None and final.finished_at is not None
     assert_canary_absent_from_prefect(final.flow_run_id)
+    # The heartbeat automation relies on the worker's flow processes beating.
+    assert heartbeats_of(final.flow_run_id) >= 1
 
 
 def test_failing_plugin_is_failed_with_masked_traceback(pg_env: None, worker: Path):
@@ -264,6 +293,21 @@ def test_scheduled_run_reaches_success(pg_env: None, worker: Path):
         with session_scope() as session:
             crud.delete_job(session, "run.cron")
         sync_job("run.cron")
+
+
+def heartbeats_of(flow_run_id: str | None, timeout: float = 15) -> int:
+    """The number of heartbeat events Prefect's server holds for the flow run."""
+    query = {"filter": {
+        "event": {"name": ["prefect.flow-run.heartbeat"]},
+        "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+    }}
+    url = f"{get_settings().prefect_api_url}/events/filter"
+    deadline = time.monotonic() + timeout
+    while True:
+        total = httpx.post(url, json=query, timeout=10).raise_for_status().json()["total"]
+        if total or time.monotonic() > deadline:
+            return total
+        time.sleep(0.5)
 
 
 def assert_canary_absent_from_prefect(flow_run_id: str | None) -> None:
