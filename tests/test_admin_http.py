@@ -698,3 +698,141 @@ def test_joblog_list_is_newest_first_filtered_and_count_capped(
     searched = client.get("/admin/job-log/list?search=job-a&pageSize=100").text
     assert set(_listed_ids(searched)) == set(range(1, 120, 2))
     assert _listed_ids(client.get("/admin/job-log/list?search=job").text) == []
+
+
+# --- Job search: the start of the id or the name ---------------------------------------------
+
+# Each term and the jobs it must find (sorted by id). Search is a case-insensitive prefix of the
+# id or the name, with every character literal: "%" and "_" (LIKE), "*", "?" and "[" (GLOB on
+# SQLite) and "\" match only themselves. A term found only inside a value finds nothing.
+SEARCH_JOBS = {
+    "crm.sync": "Nightly CRM sync",
+    "billing.export": "Invoices to ERP",
+    "ab_c.job": "Underscore in the id",
+    "abxc.job": "Would match ab_c if _ were a wildcard",
+    "pct.100": "100% done",
+    "pct.1000": "1000 rows",
+    "path.job": "C:\\temp\\out",
+    "glob.star": "a*b",
+    "glob.any": "ab",
+    "glob.question": "what?",
+    "glob.question-x": "whatx",
+    "glob.bracket": "[draft] report",
+    "glob.bracket-d": "d report",
+}
+SEARCHES = {
+    "CRM": ["crm.sync"],
+    "crm.S": ["crm.sync"],
+    "NIGHTLY crm": ["crm.sync"],
+    "  nightly  ": ["crm.sync"],
+    "invoices": ["billing.export"],
+    "sync": [],  # inside the id, at the end of the name
+    "export": [],  # inside the id only
+    "report": [],  # inside the names only
+    "ab_c": ["ab_c.job"],
+    "AB_": ["ab_c.job"],
+    "_": [],
+    "100%": ["pct.100"],
+    "%": [],
+    "c:\\t": ["path.job"],
+    "c:\\": ["path.job"],
+    "\\": [],
+    "a*": ["glob.star"],
+    "what?": ["glob.question"],
+    "[draft]": ["glob.bracket"],
+    "[d": ["glob.bracket"],
+    "*": [],
+    "?": [],
+}
+
+
+def _insert_jobs(names: dict[str, str]) -> None:
+    rows = [
+        {"id": job_id, "name": name, "cron_expr": "* * * * *", "handler_path": HANDLER}
+        for job_id, name in names.items()
+    ]
+    with get_engine().begin() as connection:
+        connection.execute(insert(Job), rows)
+
+
+def _listed_job_ids(page: str) -> list[str]:
+    return re.findall(r'href="[^"]*/admin/job/details/([^"?/]+)"', page)
+
+
+def test_job_search_is_a_literal_case_insensitive_prefix_of_id_or_name(any_db: None) -> None:
+    _insert_jobs(SEARCH_JOBS)
+    view = admin_views.JobView()
+    found = {}
+    with session_scope() as session:
+        for term in SEARCHES:
+            stmt = view.search_query(select(Job.id).order_by(Job.id), term)
+            found[term] = list(session.scalars(stmt))
+    assert found == SEARCHES
+    with session_scope() as session:  # a blank term is no search
+        blank = view.search_query(select(func.count()).select_from(Job), "   ")
+        assert session.scalar(blank) == len(SEARCH_JOBS)
+
+
+def test_job_list_search_finds_jobs_by_the_start_of_id_or_name(client: RecordingClient) -> None:
+    _insert_jobs(SEARCH_JOBS)
+    listing = client.get("/admin/job/list").text
+    assert "start of id or name" in listing
+    for term, expected in [("CRM", ["crm.sync"]), ("nightly", ["crm.sync"]),
+                           ("sync", []), ("100%", ["pct.100"]), ("ab_", ["ab_c.job"])]:
+        page = client.get("/admin/job/list", params={"search": term}).text
+        assert sorted(_listed_job_ids(page)) == expected, term
+        if expected:
+            assert f"of {len(expected)} items" in page
+
+
+def _explain(statement: str, parameters: Any) -> str:
+    with get_engine().connect() as connection:
+        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
+    return "\n".join(str(row[0]) for row in rows)
+
+
+def test_job_search_uses_the_prefix_indexes_on_postgresql(client: RecordingClient) -> None:
+    _insert_jobs({f"bench.job-{i:05d}": f"Bench job {i}" for i in range(10_000)})
+    with get_engine().begin() as connection:
+        connection.exec_driver_sql("ANALYZE job")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn, _cursor, statement, parameters, *_args):  # type: ignore[no-untyped-def]
+        if "lower(job.id)" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        by_id = client.get("/admin/job/list?search=Bench.Job-0123").text
+        by_name = client.get("/admin/job/list?search=bench%20JOB%20123").text
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert _listed_job_ids(by_id) == [f"bench.job-0123{i}" for i in range(10)]
+    assert "of 10 items" in by_id
+    assert "of 11 items" in by_name  # 123 and 1230-1239
+    # The count and the page of each search.
+    assert len(statements) == 4
+    assert sum("count(*)" in statement for statement, _ in statements) == 2
+    for statement, parameters in statements:
+        plan = _explain(statement, parameters)
+        assert "Seq Scan" not in plan, plan
+        assert "Index Cond: ((lower((id)::text) ~>=~" in plan, plan
+        assert "ix_job_id_prefix" in plan and "ix_job_name_prefix" in plan, plan
+
+
+def test_job_search_uses_the_prefix_indexes_on_sqlite(sqlite_env: Any) -> None:
+    _insert_jobs({f"bench.job-{i:05d}": f"Bench job {i}" for i in range(1_000)})
+    stmt = admin_views.JobView().search_query(select(Job).order_by(Job.id), "Bench.Job-0012")
+    count, page = select(func.count()).select_from(stmt.subquery()), stmt.limit(5)
+    engine = get_engine()
+    with engine.connect() as connection:
+        assert connection.scalar(count) == 10
+        assert list(connection.scalars(page)) == [f"bench.job-0012{i}" for i in range(5)]
+        for query in (count, page):  # as SQLAdmin runs them
+            compiled = query.compile(engine)
+            parameters = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", parameters)
+            plan = "\n".join(row[-1] for row in rows)
+            assert "SEARCH job USING INDEX ix_job_id_prefix" in plan, plan
+            assert "SEARCH job USING INDEX ix_job_name_prefix" in plan, plan
+            assert "SCAN job" not in plan, plan

@@ -1,5 +1,6 @@
-"""Job and JobLog on both databases: save and read, secrets at rest, the job id CHECK
-constraint, the idempotent JobLog upsert, history that outlives its job, last_status_by_job."""
+"""Job and JobLog on both databases: the schema at head and the models matching it, save and
+read, secrets at rest, the job id CHECK constraint, the idempotent JobLog upsert, history that
+outlives its job, last_status_by_job."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from connecthub.db import crud
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.db.migrate import check_schema, current_revision, head_revision, upgrade
-from connecthub.db.models import Job, JobLog, RunStatus
+from connecthub.db.models import Base, Job, JobLog, RunStatus
 from connecthub.jobs.spec import JobSpec
 from connecthub.security.fernet import decrypt_json
 
@@ -54,10 +57,16 @@ def log_count() -> int:
 
 def test_schema_is_at_head_and_upgrade_is_idempotent(any_db: None) -> None:
     engine = get_engine()
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     upgrade(engine)  # a second run changes nothing and does not fail
     check_schema(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
+
+
+def test_models_match_the_migrations(pg_env: None) -> None:
+    # On PostgreSQL, where the expression indexes (and their operator classes) can be reflected.
+    with get_engine().connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
 
 def test_save_and_read_job(any_db: None) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -116,6 +117,20 @@ class Job(Base):
 
     def __str__(self) -> str:
         return self.id
+
+
+# The admin's search is a case-insensitive prefix match on id and name (migration 0003);
+# on PostgreSQL, text_pattern_ops lets LIKE 'prefix%' use these indexes under any collation.
+Index(
+    "ix_job_id_prefix",
+    func.lower(Job.id).label("lower_id"),
+    postgresql_ops={"lower_id": "text_pattern_ops"},
+)
+Index(
+    "ix_job_name_prefix",
+    func.lower(Job.name).label("lower_name"),
+    postgresql_ops={"lower_name": "text_pattern_ops"},
+)
 
 
 class JobLog(Base):
