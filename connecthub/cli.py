@@ -379,6 +379,9 @@ def worker_environment() -> dict[str, str]:
     # the seconds of process start-up no longer make every run late.
     env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "30")
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    # The pool starts runs as `python -m prefect.engine`: `python` is this interpreter.
+    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent),
+                                                env.get("PATH")]))
     # The flow process reads the same database and key file as this worker.
     env["DATA_DIR"] = str(settings.data_dir.resolve())
     env["DB_URL"] = settings.database_url

@@ -8,10 +8,11 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
@@ -32,7 +33,7 @@ from deployments.heartbeat import (
     heartbeat_automation,
 )
 from deployments.runs import retry, run_now, wait_for_final
-from deployments.sync import sync_all, sync_job
+from deployments.sync import ENGINE_COMMAND, _Syncer, sync_all, sync_job
 
 pytestmark = pytest.mark.engine
 
@@ -135,6 +136,40 @@ def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
     assert "down.a" in report.created
     row = job_row("down.a")
     assert row.sync_error is None and row.deployment_id == str(deployment("down.a").id)
+
+
+def test_work_pool_starts_the_engine_directly(pg_env: None, prefect_server: str,
+                                              monkeypatch: pytest.MonkeyPatch):
+    from tests.conftest import use_settings
+
+    def ensure() -> tuple[int, str | None]:
+        """One infrastructure pass: (its writes, the pool's command)."""
+        with prefect_client() as client:
+            syncer = _Syncer(client)
+            syncer.ensure_infrastructure()
+            template = client.read_work_pool(pool).base_job_template
+        return syncer.writes, template["variables"]["properties"]["command"].get("default")
+
+    pool = f"pool-{uuid4().hex[:8]}"
+    use_settings(monkeypatch, CONNECTHUB_WORK_POOL=pool)
+    chosen = "nice python -m prefect.engine"
+    try:
+        assert ensure() == (1, ENGINE_COMMAND)
+        assert ensure() == (0, ENGINE_COMMAND)
+        # A pool made without the command (an older ConnectHub, by hand) gets it once;
+        # a command the operator chose is kept.
+        with prefect_client() as client:
+            client.delete_work_pool(pool)
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        assert ensure() == (1, ENGINE_COMMAND)
+        with prefect_client() as client:
+            template = client.read_work_pool(pool).base_job_template
+            template["variables"]["properties"]["command"]["default"] = chosen
+            client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
+        assert ensure() == (0, chosen)
+    finally:
+        with prefect_client() as client:
+            client.delete_work_pool(pool)
 
 
 def test_heartbeat_automation_is_installed_once_and_upgraded_in_place(
