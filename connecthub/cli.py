@@ -386,6 +386,8 @@ def worker_environment() -> dict[str, str]:
     env["DATA_DIR"] = str(settings.data_dir.resolve())
     env["DB_URL"] = settings.database_url
     env["FERNET_KEY_PATH"] = str(settings.key_path.resolve())
+    if settings.log_dir is not None:
+        env["LOG_DIR"] = str(settings.log_dir.resolve())
     if settings.prefect_api_url:
         env["PREFECT_API_URL"] = settings.prefect_api_url
     return env

@@ -8,7 +8,8 @@ one row per (flow run, attempt): RUNNING with the exact params the plugin receiv
 with the result, or FAILED with the masked error and traceback (the flow then fails, so Prefect
 applies the job's retries). A job deleted meanwhile, or a disabled job's scheduled run, ends
 CANCELLED with the reason; runs that die under the body are mirrored by the hooks below and by
-`deployments.reconcile`.
+`deployments.reconcile`. The flow reads its Job and writes JobLog through `connecthub.db.runlog`
+(the database driver alone), never through SQLAlchemy: this module runs in a new process per run.
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 from prefect.utilities.timeout import timeout
-from sqlalchemy.exc import OperationalError
 
-from connecthub.core.logging import mask, secrets_masked
-from connecthub.db import crud
-from connecthub.db.engine import session_scope
-from connecthub.db.models import Job, RunStatus, Trigger, utcnow
+from connecthub.core.config import get_settings
+from connecthub.core.logging import log_to_file, mask, secrets_masked
+from connecthub.db.runlog import (
+    DatabaseUnavailableError,
+    JobRow,
+    RunLog,
+    RunStatus,
+    Trigger,
+    duration_ms,
+    utcnow,
+)
 from connecthub.jobs.base import JobContext
 from connecthub.plugins.manager import load_job_class
 from connecthub.security.fernet import DecryptionError, decrypt_json
@@ -86,39 +93,50 @@ def _with_db_retry(write: Callable[[], T], what: str) -> T:
     while True:
         try:
             return write()
-        except OperationalError as error:
+        except DatabaseUnavailableError as error:
             if time.monotonic() + delay > deadline:
                 raise
             _logger.warning(
-                "database unreachable while writing %s (%s); retrying in %.1f s",
-                what, type(error.orig).__name__, delay,
+                "database unreachable while %s (%s); retrying in %.1f s",
+                what, error, delay,
             )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
 
+_run_log: RunLog | None = None
+
+
+def run_log() -> RunLog:
+    """This process's connection to ConnectHub's database."""
+    global _run_log
+    if _run_log is None:
+        _run_log = RunLog(get_settings().database_url)
+    return _run_log
+
+
 def _previous_attempt_id(flow_run_id: str, attempt: int) -> int | None:
-    with session_scope() as session:
-        previous = crud.find_attempt(session, flow_run_id, attempt - 1)
-        return previous.id if previous else None
+    previous = _with_db_retry(
+        lambda: run_log().find_attempt(flow_run_id, attempt - 1),
+        f"reading the JobLog of flow run {flow_run_id}",
+    )
+    return previous.id if previous else None
 
 
 def _start(
     flow_run_id: str, attempt: int, *, create: dict[str, Any], snapshot: dict[str, Any] | None
 ) -> int:
     def write() -> int:
-        with session_scope() as session:
-            log = crud.record_attempt(
-                session, flow_run_id, attempt, create=create,
-                update_values={
-                    "status": RunStatus.RUNNING.value,
-                    "started_at": utcnow(),
-                    "snapshot_params": snapshot,
-                },
-            )
-            return log.id
+        return run_log().record_attempt(
+            flow_run_id, attempt, create=create,
+            update_values={
+                "status": RunStatus.RUNNING.value,
+                "started_at": utcnow(),
+                "snapshot_params": snapshot,
+            },
+        ).id
 
-    return _with_db_retry(write, f"the JobLog of flow run {flow_run_id}")
+    return _with_db_retry(write, f"writing the JobLog of flow run {flow_run_id}")
 
 
 def _finish(flow_run_id: str, attempt: int, status: RunStatus, **values: Any) -> int:
@@ -126,21 +144,18 @@ def _finish(flow_run_id: str, attempt: int, status: RunStatus, **values: Any) ->
     job_id = values.pop("job_id", "")
 
     def write() -> int:
-        with session_scope() as session:
-            row = crud.find_attempt(session, flow_run_id, attempt)
-            started = row.started_at if row else None
-            log = crud.record_attempt(
-                session, flow_run_id, attempt, create={"job_id": job_id},
-                update_values={
-                    "status": status.value,
-                    "finished_at": finished,
-                    "duration_ms": crud.duration_ms(started, finished),
-                    **values,
-                },
-            )
-            return log.id
+        row = run_log().find_attempt(flow_run_id, attempt)
+        return run_log().record_attempt(
+            flow_run_id, attempt, create={"job_id": job_id},
+            update_values={
+                "status": status.value,
+                "finished_at": finished,
+                "duration_ms": duration_ms(row.started_at if row else None, finished),
+                **values,
+            },
+        ).id
 
-    return _with_db_retry(write, f"the final JobLog of flow run {flow_run_id}")
+    return _with_db_retry(write, f"writing the final JobLog of flow run {flow_run_id}")
 
 
 @flow(name=FLOW_NAME, log_prints=False, persist_result=False)
@@ -148,6 +163,9 @@ def execute_job(
     job_id: str, params: dict[str, Any] | None = None, retry_of: int | None = None
 ) -> dict[str, Any] | State:
     """Run the ConnectHub job `job_id` (with `params` instead of its public_cfg, if given)."""
+    settings = get_settings()
+    if settings.log_dir is not None:
+        log_to_file(settings.log_dir)
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
     flow_run = context.flow_run
@@ -158,10 +176,7 @@ def execute_job(
         retry_of = _previous_attempt_id(flow_run_id, attempt) or retry_of
     logger = get_run_logger()
 
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            session.expunge(job)
+    job = _with_db_retry(lambda: run_log().read_job(job_id), f"reading job {job_id}")
     snapshot = params if params is not None else (job.public_cfg if job else None)
     log_id = _start(
         flow_run_id, attempt,
@@ -217,7 +232,7 @@ def execute_job(
 
 
 def _run_plugin(
-    job: Job,
+    job: JobRow,
     params: dict[str, Any],
     secrets: dict[str, Any],
     flow_run_id: str,
@@ -238,19 +253,17 @@ def _run_plugin(
 def _mirror_final_state(flow: Any, flow_run: Any, state: State) -> None:
     """Hook: record a crash or cancellation the body could not record itself."""
     status = RunStatus.CRASHED if state.is_crashed() else RunStatus.CANCELLED
-    with session_scope() as session:
-        crud.record_attempt(
-            session,
-            str(flow_run.id),
-            max(flow_run.run_count, 1),
-            create={"job_id": flow_run.parameters.get("job_id", "")},
-            update_values={
-                "status": status.value,
-                "finished_at": utcnow(),
-                "error": state.message or status.value.title(),
-            },
-            overwrite_final=False,
-        )
+    run_log().record_attempt(
+        str(flow_run.id),
+        max(flow_run.run_count, 1),
+        create={"job_id": flow_run.parameters.get("job_id", "")},
+        update_values={
+            "status": status.value,
+            "finished_at": utcnow(),
+            "error": state.message or status.value.title(),
+        },
+        overwrite_final=False,
+    )
 
 
 execute_job = execute_job.with_options(

@@ -13,12 +13,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.db.migrate import check_schema, current_revision, head_revision, upgrade
 from connecthub.db.models import Base, Job, JobLog, RunStatus
+from connecthub.db.runlog import DatabaseUnavailableError, RunLog, upsert_attempt
 from connecthub.jobs.spec import JobSpec
 from connecthub.security.fernet import decrypt_json
+from tests.engine import free_port
 
 ECHO = "tests.plugins.jobs:EchoJob"
 SECRET = "sk_live_models_5f2b9c81d4e7"
@@ -286,3 +289,67 @@ def test_last_status_by_job(any_db: None) -> None:
         assert crud.last_status_by_job(session, ["beta"]) == {"beta": "RUNNING"}
         assert crud.last_status_by_job(session, []) == {}
         assert [log.status for log in crud.open_logs(session)] == ["RUNNING"]
+
+
+# --- runlog: the flow process's driver-level reads and writes ----------------------------------
+
+
+def test_runlog_writes_what_the_orm_reads(any_db: None) -> None:
+    """RunLog (the DB-API driver alone) and the ORM agree on every column type."""
+    with session_scope() as session:
+        crud.save_job(session, JobSpec(
+            id="crm.sync", handler_path="tests.plugins.jobs:EchoJob", cron_expr="0 3 * * *",
+            public_cfg={"name": "Zoë", "n": [1, 2]}, secret_cfg={"token": "t0ken"},
+            timeout_seconds=30, max_retries=2, retry_delay_seconds=5, enabled=False,
+        ))
+    run_log = RunLog(get_settings().database_url)
+    try:
+        job = run_log.read_job("crm.sync")
+        assert job is not None and run_log.read_job("missing") is None
+        assert (job.handler_path, job.public_cfg, job.enabled) == (
+            "tests.plugins.jobs:EchoJob", {"name": "Zoë", "n": [1, 2]}, False)
+        assert (job.timeout_seconds, job.max_retries, job.retry_delay_seconds) == (30, 2, 5)
+        assert decrypt_json(job.secret_cfg or "") == {"token": "t0ken"}
+
+        started = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+        first = run_log.record_attempt(
+            "fr-r", 1, create={"job_id": "crm.sync", "trigger": "schedule"},
+            update_values={"status": "RUNNING", "started_at": started,
+                           "snapshot_params": {"name": "Zoë"}},
+        )
+        assert first.started_at == started
+        assert run_log.find_attempt("fr-r", 1) == first
+        assert run_log.find_attempt("fr-r", 2) is None
+        # Guarded like crud.record_attempt: a late non-final write keeps a final status.
+        run_log.record_attempt("fr-r", 1, create={"job_id": "crm.sync"},
+                               update_values={"status": "SUCCESS", "result": 7,
+                                              "duration_ms": 1234})
+        late = run_log.record_attempt("fr-r", 1, create={"job_id": "crm.sync"},
+                                      update_values={"status": "CRASHED"},
+                                      overwrite_final=False)
+        assert late.id == first.id
+    finally:
+        run_log.close()
+    with session_scope() as session:
+        row = crud.find_attempt(session, "fr-r", 1)
+        assert row is not None
+        assert (row.status, row.trigger, row.result, row.duration_ms) == (
+            "SUCCESS", "schedule", 7, 1234)
+        assert row.snapshot_params == {"name": "Zoë"}
+        assert row.started_at == started and row.created_at.tzinfo is not None
+    assert log_count() == 1
+
+
+def test_runlog_reports_an_unreachable_database_as_retryable(any_db: None) -> None:
+    url = get_settings().database_url
+    if url.startswith("sqlite"):
+        bad = "sqlite:////nonexistent-dir/connecthub.db"
+    else:
+        bad = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    run_log = RunLog(bad)
+    with pytest.raises(DatabaseUnavailableError):
+        run_log.read_job("crm.sync")
+    with pytest.raises(ValueError, match="unsupported"):
+        RunLog("mysql://localhost/db")
+    with pytest.raises(ValueError, match="not JobLog columns"):
+        upsert_attempt("sqlite", "fr", 1, create={"job_id": "x", "evil; DROP": 1})

@@ -1,6 +1,7 @@
 """Logging for every ConnectHub process, and the masking of the running job's secrets.
 
-`configure_logging()` sends records to stdout and, when LOG_DIR is set, to a rotating file.
+`configure_logging()` sends records to stdout and, when LOG_DIR is set, to a rotating file
+(`log_to_file()`, which is all a flow run's process adds to Prefect's own logging).
 `secrets_masked(secrets)` registers the values of a job's secrets for as long as the job runs:
 every log record created in the process meanwhile (ConnectHub's, the plugin's, the client's and
 Prefect's run logger alike, since masking happens in the record factory, before any handler sees
@@ -157,14 +158,31 @@ def configure_logging(level: int | str = "INFO", log_dir: Path | None = None) ->
     stream.setFormatter(formatter)
     logger.addHandler(stream)
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            log_dir / "connecthub.log", maxBytes=10 * 1024 * 1024, backupCount=5
-        )
-        file_handler.setFormatter(formatter)
-        logger.addHandler(file_handler)
-        # Plugins and clients log under their own names; keep them in the file too.
-        for name in ("extensions", "prefect"):
-            logging.getLogger(name).addHandler(file_handler)
+        log_to_file(log_dir)
     logger.propagate = False
     logger._connecthub_configured = True  # type: ignore[attr-defined]
+
+
+_file_handlers: dict[Path, logging.Handler] = {}
+
+
+def log_to_file(log_dir: Path) -> None:
+    """Also write ConnectHub's, the plugins' and Prefect's records to LOG_DIR/connecthub.log.
+
+    A flow run's process calls only this: Prefect already sends its records to stdout and to the
+    Prefect API. Idempotent per directory.
+    """
+    _install_record_factory()
+    path = (log_dir / "connecthub.log").resolve()
+    with _lock:
+        if path in _file_handlers:
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=10 * 1024 * 1024, backupCount=5
+        )
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        _file_handlers[path] = handler
+    # Plugins and clients log under their own names; keep them in the file too.
+    for name in ("connecthub", "extensions", "prefect"):
+        logging.getLogger(name).addHandler(handler)

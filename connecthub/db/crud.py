@@ -9,18 +9,15 @@ duplicate row and without a late writer undoing a final status.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from connecthub.db.models import Job, JobLog, RunStatus, utcnow
+from connecthub.db.models import Job, JobLog, utcnow
+from connecthub.db.runlog import NON_FINAL, upsert_attempt
 from connecthub.jobs.spec import JobSpec
 from connecthub.security.fernet import encrypt_json
-
-NON_FINAL = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
 class JobExistsError(ValueError):
@@ -101,10 +98,6 @@ def record_sync(
     session.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return (postgresql if session.bind.dialect.name == "postgresql" else sqlite).insert
-
-
 def record_attempt(
     session: Session,
     flow_run_id: str,
@@ -114,24 +107,16 @@ def record_attempt(
     update_values: dict[str, Any] | None = None,
     overwrite_final: bool = True,
 ) -> JobLog:
-    """Write the JobLog row of (flow_run_id, attempt) and return it.
+    """Write the JobLog row of (flow_run_id, attempt) and return it (see `runlog.upsert_attempt`).
 
     `create` are the values of a new row; on an existing row only `update_values` are written,
     and, unless `overwrite_final`, only while the row is not yet in a final status.
     """
-    insert = _insert(session)(JobLog).values(
-        flow_run_id=flow_run_id, attempt=attempt, created_at=utcnow(), **create,
-        **(update_values or {}),
+    sql, params = upsert_attempt(
+        session.get_bind().dialect.name, flow_run_id, attempt, create=create,
+        update_values=update_values, overwrite_final=overwrite_final,
     )
-    if update_values:
-        statement = insert.on_conflict_do_update(
-            index_elements=["flow_run_id", "attempt"],
-            set_=update_values,
-            where=None if overwrite_final else JobLog.status.in_(NON_FINAL),
-        )
-    else:
-        statement = insert.on_conflict_do_nothing(index_elements=["flow_run_id", "attempt"])
-    session.execute(statement)
+    session.execute(text(sql), params)
     session.expire_all()
     return session.scalars(
         select(JobLog).where(JobLog.flow_run_id == flow_run_id, JobLog.attempt == attempt)
@@ -183,9 +168,3 @@ def last_status_by_job(session: Session, job_ids: list[str]) -> dict[str, str]:
         )
         statuses.update({job_id: status for job_id, status in rows})
     return statuses
-
-
-def duration_ms(started: datetime | None, finished: datetime) -> int | None:
-    if started is None:
-        return None
-    return int((finished - started).total_seconds() * 1000)

@@ -4,6 +4,8 @@ Job is an integration job's configuration and its sync state with Prefect; `secr
 only a Fernet token. JobLog is one row per attempt of a flow run, unique on
 (flow_run_id, attempt), so writing an attempt twice updates it instead of duplicating it.
 JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
+RunStatus, Trigger and utcnow are defined in `runlog` (which must not import SQLAlchemy) and
+used from here too.
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from connecthub.db.runlog import RunStatus, Trigger, utcnow
+
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 # An id column that is BIGINT on PostgreSQL and the rowid alias on SQLite.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -58,26 +58,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), datetime: UTCDateTime()}
-
-
-class RunStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    CRASHED = "CRASHED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
-
-
-class Trigger(enum.StrEnum):
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    RETRY = "retry"
-    PREFECT_RETRY = "prefect-retry"
 
 
 class CollisionStrategy(enum.StrEnum):
