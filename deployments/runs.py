@@ -14,16 +14,19 @@ import time
 from typing import Any, Literal
 from uuid import UUID
 
-from prefect.exceptions import ObjectNotFound
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import FlowRun
 
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog, RunStatus, Trigger
+from connecthub.jobs.base import JobConfigError
+from connecthub.plugins.manager import PluginError, load_job_class
 from deployments.client import (
-    FLOW_NAME,
     PrefectUnavailableError,
     RunRefusedError,
     prefect_client,
+    read_or_none,
 )
 from deployments.sync import sync_job
 from flows.execute_job import TRIGGER_TAG_PREFIX
@@ -38,28 +41,32 @@ def _start(
         job = session.get(Job, job_id)
         if job is None:
             raise RunRefusedError(f"Job '{job_id}' does not exist (or was deleted); it cannot run.")
-        has_deployment = job.deployment_id is not None and job.sync_error is None
-    if not has_deployment:
-        outcome = sync_job(job_id)
-        if outcome.error:
-            raise PrefectUnavailableError(f"Job '{job_id}' is not deployed: {outcome.error}")
+        deployment_id = job.deployment_id if job.sync_error is None else None
+        handler_path = job.handler_path
+    if params is not None:
+        _check_params(job_id, handler_path, params)
     parameters: dict[str, Any] = {"job_id": job_id}
     if params is not None:
         parameters["params"] = params
     if retry_of is not None:
         parameters["retry_of"] = retry_of
-    with prefect_client() as client:
-        try:
-            deployment = client.read_deployment_by_name(f"{FLOW_NAME}/{job_id}")
-        except ObjectNotFound:
-            raise RunRefusedError(
-                f"Job '{job_id}' has no Prefect deployment yet; the sync loop will create it."
-            ) from None
-        flow_run = client.create_flow_run_from_deployment(
-            deployment.id,
-            parameters=parameters,
-            tags=[f"{TRIGGER_TAG_PREFIX}{trigger.value}"],
+
+    def create(client: SyncPrefectClient, deployment: str) -> FlowRun:
+        return client.create_flow_run_from_deployment(
+            UUID(deployment), parameters=parameters, tags=[f"{TRIGGER_TAG_PREFIX}{trigger.value}"]
         )
+
+    with prefect_client() as client:
+        flow_run = None
+        if deployment_id is not None:
+            flow_run = read_or_none(lambda: create(client, deployment_id))
+        if flow_run is None:  # never synced, its sync failed, or deleted in Prefect meanwhile
+            outcome = sync_job(job_id)
+            if outcome.error:
+                raise PrefectUnavailableError(f"Job '{job_id}' is not deployed: {outcome.error}")
+            if outcome.deployment_id is None:
+                raise RunRefusedError(f"Job '{job_id}' was deleted; it cannot run.")
+            flow_run = create(client, outcome.deployment_id)
     with session_scope() as session:
         return crud.record_attempt(
             session,
@@ -73,6 +80,18 @@ def _start(
                 "snapshot_params": params if params is not None else None,
             },
         )
+
+
+def _check_params(job_id: str, handler_path: str, params: dict[str, Any]) -> None:
+    """Refuse params the plugin would refuse, before a run exists (if the plugin loads here)."""
+    try:
+        job_class = load_job_class(handler_path)
+    except PluginError:
+        return  # installed only where the workers run: the flow validates them
+    try:
+        job_class.validate_params(params)
+    except JobConfigError as error:
+        raise RunRefusedError(f"Job '{job_id}' would refuse these params: {error}") from None
 
 
 def run_now(job_id: str, params: dict[str, Any] | None = None) -> JobLog:

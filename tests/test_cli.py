@@ -266,14 +266,20 @@ def test_logs(cli: Cli) -> None:
 
 def test_run_errors_are_one_line(cli: Cli) -> None:
     save_jobs({"example.hello": {"token": "demo-token"}})
-    missing, bad_json, not_object = cli.run_all([
+    missing, bad_json, not_object, unknown_key, bad_url = cli.run_all([
         ("run", "no.such.job"),
         ("run", "example.hello", "--params", "{bad json"),
         ("run", "example.hello", "--params", "[1, 2]"),
+        ("run", "example.hello", "--params", '{"nmae": "Venus"}'),
+        ("run", "example.hello", "--params", '{"base_url": "ftp://x"}'),
     ])
     assert "no.such.job" in one_line_error(missing)
     assert "does not exist" in one_line_error(missing)
     assert "--params is not valid JSON" in one_line_error(bad_json)
     assert "--params must be a JSON object" in one_line_error(not_object)
+    # Checked against the plugin's Params before any run exists (nothing reaches Prefect).
+    assert "would refuse these params" in one_line_error(unknown_key)
+    assert "nmae" in one_line_error(unknown_key)
+    assert "base_url" in one_line_error(bad_url) and "http" in one_line_error(bad_url)
     with session_scope() as session:
         assert crud.recent_logs(session) == []

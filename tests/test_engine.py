@@ -211,6 +211,18 @@ def test_run_now_succeeds_and_keeps_the_secret_out_of_prefect(pg_env: None, work
     assert heartbeats_of(final.flow_run_id) >= 1
 
 
+def test_run_now_recreates_a_deployment_deleted_in_prefect(pg_env: None, worker: Path):
+    save("run.redeploy")
+    sync_job("run.redeploy")
+    old = job_row("run.redeploy").deployment_id
+    with prefect_client() as client:
+        client.delete_deployment(UUID(old))
+    final = wait_for_final(run_now("run.redeploy").id, timeout_seconds=120)
+    assert final.status == "SUCCESS", final.error
+    new = job_row("run.redeploy").deployment_id
+    assert new not in (None, old) and str(deployment("run.redeploy").id) == new
+
+
 def test_failing_plugin_is_failed_with_masked_traceback(pg_env: None, worker: Path):
     save("run.fail", handler="tests.plugins.jobs:LeakyFailingJob", secret_cfg={"token": CANARY})
     started = run_now("run.fail")
