@@ -281,6 +281,28 @@ def test_throttle_waits_grow_and_clear_on_success() -> None:
     assert throttle.retry_after(key) == 0
 
 
+def test_throttle_counts_an_address_over_all_usernames() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(max_failures=5, max_failures_per_address=20, max_tracked=50,
+                             base_delay_seconds=30, clock=lambda: now[0])
+    target = ("10.0.0.1", "admin")
+    for _ in range(5):
+        throttle.failed(target)
+    assert throttle.retry_after(target) == 30
+    # Guessing on through other usernames, or pushing the target's entry out of the table,
+    # does not help: the address itself is throttled after 20 failures.
+    for index in range(15):
+        throttle.failed(("10.0.0.1", f"user{index}"))
+    assert throttle.retry_after(("10.0.0.1", "anyone")) == 30
+    for index in range(100):
+        throttle.failed(("10.0.0.1", f"other{index}"))
+    assert throttle.retry_after(target) > 0
+    # Other addresses are not affected, and a success clears the address.
+    assert throttle.retry_after(("10.0.0.2", "admin")) == 0
+    throttle.succeeded(target)
+    assert throttle.retry_after(("10.0.0.1", "anyone")) == 0
+
+
 def test_password_is_generated_once_into_the_data_dir(
     prefect_down: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,8 +5,9 @@
   `DATA_DIR/admin-password` (mode 0600) and its location is logged; there is no built-in default.
 - `LoginThrottle` slows down password guessing: after `max_failures` (5) failed logins for one
   username from one client address, that pair waits `base_delay_seconds` (30 s), doubling with each
-  further failure up to `max_delay_seconds` (15 min); a successful login clears it. It is kept in
-  the memory of each admin process.
+  further failure up to `max_delay_seconds` (15 min); so does the address itself after
+  `max_failures_per_address` (20) failures over any usernames. A successful login clears both.
+  It is kept in the memory of each admin process (replicas each count on their own).
 - `SessionCookieMiddleware` keeps the session in a signed cookie that is HttpOnly, SameSite=Lax,
   and Secure whenever the request arrived over https (directly, or through a proxy that uvicorn
   trusts for X-Forwarded-Proto). Its key is SESSION_SECRET, or one generated once into
@@ -30,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqladmin.authentication import AuthenticationBackend
@@ -162,11 +164,16 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Failed logins per (client address, username), and how long each pair must wait."""
+    """Failed logins per (client address, username) and per client address; how long to wait.
+
+    The per-address count, with its higher limit, stops one address from guessing on through
+    many usernames, or from pushing the entry of the one it is after out of the table.
+    """
 
     def __init__(
         self,
         max_failures: int = 5,
+        max_failures_per_address: int = 20,
         base_delay_seconds: float = 30.0,
         max_delay_seconds: float = 900.0,
         forget_after_seconds: float = 3600.0,
@@ -174,40 +181,52 @@ class LoginThrottle:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_failures = max_failures
+        self.max_failures_per_address = max_failures_per_address
         self.base_delay_seconds = base_delay_seconds
         self.max_delay_seconds = max_delay_seconds
         self.forget_after_seconds = forget_after_seconds
         self.max_tracked = max_tracked
         self._clock = clock
-        self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self._by_pair: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self._by_address: OrderedDict[str, _Failures] = OrderedDict()
 
-    def _current(self, key: tuple[str, str]) -> _Failures | None:
-        entry = self._failures.get(key)
+    def _current(self, table: OrderedDict[Any, _Failures], key: Any) -> _Failures | None:
+        entry = table.get(key)
         if entry is not None and self._clock() - entry.last > self.forget_after_seconds:
-            del self._failures[key]
+            del table[key]
             return None
         return entry
 
-    def retry_after(self, key: tuple[str, str]) -> float:
-        """Seconds `key` must still wait before its next attempt (0: it may try now)."""
-        entry = self._current(key)
-        if entry is None or entry.count < self.max_failures:
+    def _wait(self, entry: _Failures | None, limit: int) -> float:
+        if entry is None or entry.count < limit:
             return 0.0
-        exponent = min(entry.count - self.max_failures, 30)
+        exponent = min(entry.count - limit, 30)
         delay = min(self.base_delay_seconds * 2**exponent, self.max_delay_seconds)
         return max(0.0, entry.last + delay - self._clock())
 
+    def retry_after(self, key: tuple[str, str]) -> float:
+        """Seconds `key` must still wait before its next attempt (0: it may try now)."""
+        return max(
+            self._wait(self._current(self._by_pair, key), self.max_failures),
+            self._wait(self._current(self._by_address, key[0]), self.max_failures_per_address),
+        )
+
     def failed(self, key: tuple[str, str]) -> None:
-        entry = self._current(key) or _Failures()
-        entry.count += 1
-        entry.last = self._clock()
-        self._failures[key] = entry
-        self._failures.move_to_end(key)
-        while len(self._failures) > self.max_tracked:
-            self._failures.popitem(last=False)
+        tables: tuple[tuple[OrderedDict[Any, _Failures], Any], ...] = (
+            (self._by_pair, key), (self._by_address, key[0])
+        )
+        for table, table_key in tables:
+            entry = self._current(table, table_key) or _Failures()
+            entry.count += 1
+            entry.last = self._clock()
+            table[table_key] = entry
+            table.move_to_end(table_key)
+            while len(table) > self.max_tracked:
+                table.popitem(last=False)
 
     def succeeded(self, key: tuple[str, str]) -> None:
-        self._failures.pop(key, None)
+        self._by_pair.pop(key, None)
+        self._by_address.pop(key[0], None)
 
 
 def _equal(given: str, expected: str) -> bool:
@@ -285,7 +304,7 @@ class AdminAuth(AuthenticationBackend):
 
     async def _refuse(self, request: Request, wait: float) -> Response | bool:
         message = (
-            "Too many failed logins for this user from your address. "
+            "Too many failed logins from your address. "
             f"Wait {math.ceil(wait)} seconds, then try again."
         )
         if self.login_page is None:
