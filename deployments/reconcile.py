@@ -31,7 +31,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
-from connecthub.db.models import RunStatus, utcnow
+from connecthub.db.models import JobLog, RunStatus, utcnow
 from deployments.client import FLOW_NAME, prefect_client
 from flows.execute_job import trigger_of
 
@@ -64,6 +64,8 @@ def _mirror(flow_run: FlowRun) -> bool:
         if attempt > 1:
             previous = crud.find_attempt(session, flow_run_id, attempt - 1)
             retry_of = previous.id if previous else retry_of
+        if not isinstance(retry_of, int) or session.get(JobLog, retry_of) is None:
+            retry_of = None  # deleted since, or never in this database
         message = flow_run.state.message if flow_run.state else None
         crud.record_attempt(
             session,
@@ -102,7 +104,18 @@ def reconcile_flow_runs(flow_run_ids: list[str]) -> int:
     """Mirror the final state of these flow runs; returns how many JobLog rows were written."""
     with prefect_client() as client:
         runs = _read_by_ids(client, flow_run_ids)
-    return sum(_mirror(run) for run in runs)
+    return _mirror_all(runs)
+
+
+def _mirror_all(runs: list[FlowRun]) -> int:
+    """Mirror each run; one that cannot be written is logged and does not stop the others."""
+    written = 0
+    for run in {run.id: run for run in runs}.values():
+        try:
+            written += _mirror(run)
+        except Exception:
+            logger.exception("could not mirror flow run %s into JobLog", run.id)
+    return written
 
 
 @dataclass
@@ -115,7 +128,6 @@ class Reconciler:
     def run_once(self) -> int:
         started = datetime.now(UTC)
         since = self.since or started - self.lookback
-        written = 0
         with session_scope() as session:
             open_ids = [log.flow_run_id for log in crud.open_logs(session) if log.flow_run_id]
         with prefect_client() as client:
@@ -133,7 +145,6 @@ class Reconciler:
                 if len(page) < PAGE_SIZE:
                     break
                 offset += PAGE_SIZE
-        for run in {run.id: run for run in runs}.values():
-            written += _mirror(run)
+        written = _mirror_all(runs)
         self.since = started - OVERLAP
         return written

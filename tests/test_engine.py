@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.states import Cancelling, Scheduled
+from prefect.states import Cancelled, Cancelling, Scheduled
 
 from connecthub.core.config import get_settings
 from connecthub.db import crud
@@ -32,6 +32,7 @@ from deployments.heartbeat import (
     ensure_heartbeat_automation,
     heartbeat_automation,
 )
+from deployments.reconcile import reconcile_flow_runs
 from deployments.runs import retry, run_now, wait_for_final
 from deployments.sync import ENGINE_COMMAND, _Syncer, sync_all, sync_job
 
@@ -193,6 +194,24 @@ def test_heartbeat_automation_is_installed_once_and_upgraded_in_place(
 
 
 # --- runs -------------------------------------------------------------------------------------
+
+
+def test_reconcile_mirrors_a_run_whose_retried_log_is_gone(pg_env: None, prefect_server: str):
+    save("reconcile.orphan")
+    sync_job("reconcile.orphan")
+    with prefect_client() as client:
+        flow_run = client.create_flow_run_from_deployment(
+            deployment("reconcile.orphan").id,
+            parameters={"job_id": "reconcile.orphan", "retry_of": 2**40},
+            state=Cancelled(message="cancelled before it started"),
+        )
+    assert reconcile_flow_runs([str(flow_run.id)]) == 1
+    with session_scope() as session:
+        row = crud.find_attempt(session, str(flow_run.id), 1)
+        assert row is not None
+        assert (row.status, row.retry_of, row.error) == (
+            "CANCELLED", None, "cancelled before it started")
+
 
 
 def test_run_now_succeeds_and_keeps_the_secret_out_of_prefect(pg_env: None, worker: Path):
