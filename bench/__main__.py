@@ -56,14 +56,15 @@ def parse_args(argv: list[str]) -> BenchConfig:
     size.add_argument("--burst-jobs", type=int,
                       help=f"jobs firing in the same minute ({DEFAULTS['burst_jobs']})")
     size.add_argument("--burst-variants", type=_strs,
-                      help="bursts after ConnectHub's, e.g. bare,prefetch=30+command "
+                      help="bursts after ConnectHub's, e.g. bare,supervisor,prefetch=1 "
                            f"({','.join(DEFAULTS['burst_variants'])}); '' for none")
     size.add_argument("--throughput-minutes", type=float,
                       help=f"minutes of sustained runs ({DEFAULTS['throughput_minutes']})")
     size.add_argument("--worker-limit", type=int,
                       help=f"--limit of the throughput worker ({DEFAULTS['worker_limit']})")
     size.add_argument("--variants", type=_strs,
-                      help="worker variants to compare, e.g. command,bare,limit=2,poll=10 "
+                      help="worker and pool variants to compare, e.g. "
+                           "supervisor,bare,limit=2,poll=10 "
                            f"({','.join(DEFAULTS['variants'])}); '' for none")
     size.add_argument("--variant-minutes", type=float,
                       help=f"minutes per variant ({DEFAULTS['variant_minutes']})")

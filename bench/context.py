@@ -2,9 +2,10 @@
 
 `BenchConfig` holds every size, with the figures of issue 6 as defaults and smaller ones for
 `--quick`. `Context.engine()` starts, once, the engine the run-overhead, schedule and
-throughput benchmarks share: a Prefect server on PostgreSQL, a migrated ConnectHub database and
-one `connecthub worker` (product defaults); `Context.stop_engine()` stops it so that the sync
-and admin benchmarks measure on a quiet machine.
+throughput benchmarks share: a Prefect server on PostgreSQL, a migrated ConnectHub database, the
+work pool as ConnectHub's sync makes it and one `connecthub worker` (product defaults);
+`Context.stop_engine()` stops it so that the sync and admin benchmarks measure on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ DEFAULTS: dict[str, Any] = {
     "schedule_jobs": 5,
     "schedule_minutes": 5,
     "burst_jobs": 20,
-    "burst_variants": ["bare", "prefetch=30+command"],
+    "burst_variants": ["bare", "supervisor+prefetch=1"],
     "throughput_minutes": 10.0,
     "worker_limit": 4,
-    "variants": ["command", "bare"],
+    "variants": ["supervisor", "bare"],
     "variant_minutes": 1.0,
 }
 QUICK: dict[str, Any] = {
@@ -40,10 +41,10 @@ QUICK: dict[str, Any] = {
     "schedule_jobs": 2,
     "schedule_minutes": 1,
     "burst_jobs": 4,
-    "burst_variants": ["bare", "prefetch=30+command"],
+    "burst_variants": ["bare", "supervisor+prefetch=1"],
     "throughput_minutes": 1.0,
     "worker_limit": 4,
-    "variants": ["command"],
+    "variants": ["supervisor"],
     "variant_minutes": 0.5,
 }
 BENCHMARKS = ("overhead", "schedule", "throughput", "sync", "admin")
@@ -100,12 +101,18 @@ class Context:
         if self._engine is None:
             server = self.stack.prefect_server("main")
             self.stack.use_connecthub("main", server.url)
+            self.stack.work_pool()
             env = {key: value for key, value in _connecthub_env().items()}
             worker = self.stack.worker("main")
             self._engine = Engine(server, worker, env)
         else:
             use_settings(None, **self._engine.env)
         return self._engine
+
+    def stop_worker(self) -> None:
+        """Stop the shared engine's worker, e.g. while its next settings are put in place;
+        `restart_worker` starts the next one."""
+        self.stack.stop(self.engine().worker)
 
     def restart_worker(self, name: str, limit: int | None = None, **env: str) -> Service:
         """Replace the shared engine's worker (e.g. with another --limit)."""

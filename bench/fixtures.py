@@ -116,8 +116,11 @@ class RunTiming:
     running: float | None = None
     final: float | None = None
     final_type: str | None = None
-    process_start: float | None = None  # the supervisor process Prefect's worker spawns
-    engine_start: float | None = None  # `python -m prefect.engine` (exec'd by the supervisor)
+    process_start: float | None = None  # the process Prefect's worker spawns
+    # `python -m prefect.engine`: process_start, unless the pool's runs go through Prefect's
+    # workspace supervisor (the `supervisor` variant), which execs it in the same process
+    engine_start: float | None = None
+    supervisor: bool | None = None  # whether the workspace supervisor started the run
     process_exit: float | None = None
     process_peak_kb: int | None = None
     flow_cpu: float | None = None
@@ -239,6 +242,11 @@ def process_cpu(records: list[dict[str, Any]]) -> float:
     return sum(record.get("cpu_seconds") or 0.0 for record in last_per_pid(records))
 
 
+def through_supervisor(records: list[dict[str, Any]]) -> bool:
+    """Whether these records of one run show Prefect's workspace supervisor starting it."""
+    return any("_workspace_supervisor" in " ".join(r.get("argv") or []) for r in records)
+
+
 def fill_from_process(log_dir: Path, timing: RunTiming, wait: float = 10) -> None:
     deadline = time.monotonic() + wait
     records = process_records(log_dir, timing.flow_run_id)
@@ -254,6 +262,7 @@ def fill_from_process(log_dir: Path, timing: RunTiming, wait: float = 10) -> Non
         timing.process_peak_kb = max((record["vmhwm_kb"] or 0) for record in records) or None
         timing.api_calls = [call for record in records for call in record["requests"]]
         timing.flow_cpu = process_cpu(records) or None
+        timing.supervisor = through_supervisor(records)
 
 
 def joblogs_by_flow_run(flow_run_ids: Iterable[str]) -> dict[str, list[JobLog]]:

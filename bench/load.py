@@ -312,6 +312,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         log(f"starting the stack in {args.run_dir}")
         server = stack.prefect_server("load")
         stack.use_connecthub("load", server.url)
+        stack.work_pool()
         workers = [stack.worker(f"w{index}", limit=args.worker_limit)
                    for index in range(args.workers)]
         sync_loop = start_sync_loop(stack, exits)

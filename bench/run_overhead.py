@@ -4,9 +4,10 @@ Pairs of runs, alternated pair by pair (and the order inside a pair alternated t
 drift of the machine falls on both sides): a manual run of a no-op ConnectHub job
 (`deployments.runs.run_now`, until its JobLog row is SUCCESS) and a run of a bare deployment of
 a do-nothing flow (`create_flow_run_from_deployment`, until Completed), on the same Prefect
-server and the same `connecthub worker`. Each run starts once the previous flow process has
-exited. The time of a run is taken from recorded timestamps (JobLog `finished_at`, Prefect's
-Completed state), so the polling interval does not enter it.
+server, the same work pool (whose runs start `python -m prefect.engine` directly, as the
+product's pool does) and the same `connecthub worker`. Each run starts once the previous flow
+process has exited. The time of a run is taken from recorded timestamps (JobLog `finished_at`,
+Prefect's Completed state), so the polling interval does not enter it.
 
 The breakdown splits both kinds of run with Prefect's state history, the flow process's own
 start/exit and API calls (bench/_hook) and JobLog's started_at / finished_at; in-process
@@ -199,7 +200,8 @@ def _breakdown(runs: dict[str, list[RunTiming]]) -> str:
          ("created", "pending")),
         ("Pending → the worker has spawned the run's process", ("pending", "process_start"),
          ("pending", "process_start")),
-        ("Prefect's workspace supervisor in that process (imports, reads, pull step, exec)",
+        ("Prefect's workspace supervisor, if the pool has no command "
+         "(imports, reads, pull step, exec)",
          ("process_start", "engine_start"), ("process_start", "engine_start")),
         ("`python -m prefect.engine` start → Running (imports, flow load)",
          ("engine_start", "running"), ("engine_start", "running")),
@@ -232,7 +234,7 @@ def _breakdown(runs: dict[str, list[RunTiming]]) -> str:
                  *(cell(totals[kind]) for kind in runs),
                  fmt_number(totals["connecthub"].median - totals["bare"].median, 3)])
     cpu = {kind: Summary.of(t.flow_cpu for t in runs[kind]) for kind in runs}
-    rows.append(["CPU seconds of the run's process (supervisor + engine)",
+    rows.append(["CPU seconds of the run's process",
                  *(cell(cpu[kind]) for kind in runs),
                  fmt_number(cpu["connecthub"].median - cpu["bare"].median, 3)])
     peak = {kind: Summary.of((t.process_peak_kb or 0) / 1024 for t in runs[kind]
@@ -268,9 +270,8 @@ def _api_calls(runs: dict[str, list[RunTiming]]) -> str:
     rows = [[f"`{key}`", *(fmt_number(endpoints[kind].get(key, 0), 1) for kind in runs)]
             for key in keys]
     return (
-        "**Prefect API calls per run** (median; the run process's calls, supervisor and "
-        "engine, are recorded by bench/_hook; events go over a websocket and are not "
-        "counted):\n\n"
+        "**Prefect API calls per run** (median; the run process's calls are recorded by "
+        "bench/_hook; events go over a websocket and are not counted):\n\n"
         + table(["", "trigger calls", "run-process calls", "of which writes",
                  "run-process seconds waiting on the API"],
                 [[LABELS[kind], *counts(kind)] for kind in runs])

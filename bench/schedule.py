@@ -1,7 +1,8 @@
 """Benchmark 4: how accurately scheduled runs start, and what happens when many fire together.
 
 Part A: `--schedule-jobs` no-op jobs on `* * * * *` for `--schedule-minutes` slots, on the shared
-engine (product defaults: one `connecthub worker`, poll 1 s, no --limit). For every (job, slot):
+engine (product defaults: one `connecthub worker`, poll 1 s, prefetch 30 s, no --limit, and the
+pool's runs starting the engine directly). For every (job, slot):
 start lateness = JobLog `started_at` (the flow body starting) minus the slot (the flow run's
 expected start time), missed slots (no successful JobLog for the slot) and duplicate slots (more
 than one flow run, or more than one JobLog row, for one job and slot). The jobs are then disabled.
@@ -9,10 +10,12 @@ than one flow run, or more than one JobLog row, for one job and slot). The jobs 
 Part B: bursts of `--burst-jobs` runs whose cron fires once, all in the same minute, one burst
 after another: ConnectHub jobs with the product's defaults, then each of `--burst-variants`:
 `bare` (as many bare Prefect deployments of the do-nothing flow, the engine alone) and, e.g.,
-`prefetch=30+command` (ConnectHub jobs, with the worker starting processes up to 30 s before
-the slot and the engine without Prefect's workspace supervisor: see bench/settings.py). The
-same figures, and a split of the lateness into phases (worker pick-up, process spawn, Prefect's
-supervisor, engine start, ConnectHub's start of the body), show where the delay comes from.
+`supervisor+prefetch=1` (ConnectHub jobs the way ConnectHub ran them before its worker
+prefetched and its pool started the engine directly: runs go through Prefect's workspace
+supervisor and the worker picks them up 1 s ahead at most; see bench/settings.py). The same
+figures, and a split of the lateness into phases (worker pick-up, process spawn, Prefect's
+supervisor where there is one, engine start, ConnectHub's start of the body), show where the
+delay comes from and what the product's defaults save.
 """
 
 from __future__ import annotations
@@ -45,16 +48,18 @@ from bench.fixtures import (
     save_noop_jobs,
     wait_final,
 )
-from bench.settings import Variant, set_pool_command
+from bench.settings import Variant, product_worker, set_pool_command
 from bench.stack import descendants, wait_no_children
 from bench.stats import Section, Summary, fmt_number, table
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job
 from deployments.client import prefect_client
+from deployments.sync import ENGINE_COMMAND
 
 TITLE = "4. Schedule accuracy"
 TARGET_P95_SECONDS = 5.0
 LEAD_SECONDS = 20  # the first slot is at least this far away, so its runs are scheduled
+WORKER_START_SECONDS = 20  # more lead when a burst starts its own worker
 FINISH_TIMEOUT = 180
 
 
@@ -158,17 +163,20 @@ def _analyse(ctx: Context, client: SyncPrefectClient, kind: str, by_deployment: 
                 not_successful += bool(found)
     lateness = Summary.of(diff(t.expected_start, t.body_start) for t in timings)
     return {"timings": timings, "lateness": lateness, "missed": missed,
+            "supervisor": sum(bool(t.supervisor) for t in timings),
             "duplicates": duplicates, "not_successful": not_successful,
             "expected": len(by_deployment) * len(slots)}
 
 
 def _phases(results: dict[str, dict[str, Any]]) -> str:
     phases = [
-        ("slot → Pending (worker picks the run up; prefetch 1 s)", "expected_start", "pending"),
+        ("slot → Pending (worker picks the run up; < 0 when prefetched)", "expected_start",
+         "pending"),
         ("Pending → worker has spawned the run's process", "pending", "process_start"),
-        ("workspace supervisor (Prefect imports, reads, pull step, exec)", "process_start",
-         "engine_start"),
-        ("`prefect.engine` start → Running (imports, flow load)", "engine_start", "running"),
+        ("workspace supervisor, `supervisor` only (Prefect imports, reads, pull step, exec)",
+         "process_start", "engine_start"),
+        ("`prefect.engine` start → Running (imports, flow load, wait for the slot)",
+         "engine_start", "running"),
         ("Running → body start (ConnectHub: JobLog RUNNING)", "running", "body_start"),
         ("**slot → body start (lateness)**", "expected_start", "body_start"),
     ]
@@ -241,10 +249,11 @@ def run(ctx: Context) -> Section:
         _report(section, label, result, targets=index == 0)
     section.note(
         f"Part A slots {slots[0]:%H:%M}-{slots[-1]:%H:%M} UTC, at most {peak_a} flow processes "
-        f"at once. Bursts: {'; '.join(notes)}. Worker: `connecthub worker` with product "
-        "defaults (PREFECT_WORKER_QUERY_SECONDS = PREFECT_WORKER_PREFETCH_SECONDS = 1, no "
-        "--limit) unless the label says otherwise; variants are described in bench/settings.py. "
-        "The lateness of a bare run is measured to its Running state (it has no body to record)."
+        f"at once. Bursts: {'; '.join(notes)}. Worker and pool: the product's unless the label "
+        f"says otherwise, i.e. `connecthub worker` with {product_worker()}, no --limit, and "
+        f"the pool's runs started as `{ENGINE_COMMAND}`; variants are described in "
+        "bench/settings.py. The lateness of a bare run is measured to its Running state (it "
+        "has no body to record)."
     )
     section.note(_phases({label_a: every_minute, **bursts}))
     return section
@@ -255,19 +264,20 @@ def _burst_label(variant: Variant, jobs: int) -> str:
         return f"{jobs} ConnectHub jobs in the same minute"
     what = "bare Prefect deployments" if variant.bare else "ConnectHub jobs"
     rest = "+".join(t for t in variant.label.split("+") if t != "bare")
-    return f"{jobs} {what} in the same minute" + (f", worker `{rest}`" if rest else "")
+    return f"{jobs} {what} in the same minute" + (f", `{rest}`" if rest else "")
 
 
 def _burst(ctx: Context, index: int, variant: Variant, jobs: int) -> tuple[dict[str, Any], str]:
-    """`jobs` runs of one kind whose schedules fire in the same minute; (result, note)."""
-    if variant.changes_worker:
-        with prefect_client() as client:
-            set_pool_command(client, variant.command)
-        ctx.restart_worker(f"burst-{index}", **variant.env)
-    worker = ctx.engine().worker
-    sampler = Concurrency(worker.pid)
-    slot = _next_slot(LEAD_SECONDS + 10)
+    """`jobs` runs of one kind whose schedules fire in the same minute; (result, note).
+
+    A variant's worker is stopped while the jobs are saved and started once the pool is set:
+    saving a job runs ConnectHub's sync, which gives a pool without a command the product's one
+    (undoing `supervisor`), and a running worker may keep its copy of the pool for a while.
+    """
+    slot = _next_slot(LEAD_SECONDS + 10 + (WORKER_START_SECONDS if variant.changes_worker else 0))
     cron = f"{slot.minute} {slot.hour} * * *"
+    if variant.changes_worker:
+        ctx.stop_worker()
     with prefect_client() as client:
         if variant.bare:
             deployments = {
@@ -278,6 +288,13 @@ def _burst(ctx: Context, index: int, variant: Variant, jobs: int) -> tuple[dict[
             job_ids = [f"bench.burst{index}-{i:02d}" for i in range(jobs)]
             save_noop_jobs(job_ids, cron=cron)
             deployments = _deployment_ids(job_ids)
+        if variant.changes_worker:
+            set_pool_command(client, supervisor=variant.supervisor)
+    if variant.changes_worker:
+        ctx.restart_worker(f"burst-{index}", **variant.env)
+    worker = ctx.engine().worker
+    sampler = Concurrency(worker.pid)
+    with prefect_client() as client:
         scheduled = _wait_scheduled(client, list(deployments.values()), slot, slot)
         runs = _wait_window_done(client, list(deployments.values()), slot, slot, sampler)
         wait_final(client, [str(r.id) for r in runs], 60)
@@ -285,9 +302,11 @@ def _burst(ctx: Context, index: int, variant: Variant, jobs: int) -> tuple[dict[
         kind = "bare" if variant.bare else "connecthub"
         result = _analyse(ctx, client, kind, deployments, [slot], runs)
         if variant.changes_worker:
-            set_pool_command(client, False)
+            set_pool_command(client, supervisor=False)
     if variant.changes_worker:
         ctx.restart_worker(f"burst-{index}-after")
-    note = f"{slot:%H:%M} UTC, at most {sampler.peak} flow processes at once" + (
-        "" if scheduled else " (not all runs were scheduled before the slot)")
+    note = (f"{slot:%H:%M} UTC, at most {sampler.peak} flow processes at once, "
+            f"{result['supervisor']} of {len(result['timings'])} runs started through Prefect's "
+            "workspace supervisor"
+            + ("" if scheduled else " (not all runs were scheduled before the slot)"))
     return result, note

@@ -2,8 +2,9 @@
 
 `Stack` owns everything the run creates: PostgreSQL databases (named `bench_<pid>_<name>`,
 dropped at close), `prefect server start` processes on PostgreSQL, `connecthub worker` processes
-and the admin under uvicorn, each logging to a file in the run directory. It reuses the test
-suite's helpers (tests/engine.py and tests/conftest.py) to start and stop them.
+and the admin under uvicorn, each logging to a file in the run directory. `work_pool()` has
+ConnectHub's sync create the work pool, as the product does. It reuses the test suite's helpers
+(tests/engine.py and tests/conftest.py) to start and stop them.
 
 Workers run with `bench/_hook` on PYTHONPATH, so each flow-run process records its start time,
 its Prefect API calls and its peak memory into `Stack.process_log_dir` (see the hook).
@@ -24,6 +25,7 @@ import httpx
 from connecthub.core.config import get_settings
 from connecthub.db.engine import get_engine, reset_engine
 from connecthub.db.migrate import upgrade
+from deployments.sync import sync_all
 from tests.conftest import _pg_url, create_pg_database, drop_pg_database, use_settings
 from tests.engine import free_port, start_prefect_server, stop_process, wait_http
 
@@ -120,6 +122,12 @@ class Stack:
         upgrade(get_engine())
         self._exit.callback(reset_engine)
         return database
+
+    def work_pool(self) -> None:
+        """The work pool as the product makes it, by its sync (`sync_all`), before any worker
+        starts: a worker started first would create it with Prefect's own template, and keep
+        working from that copy until its next sync with the server."""
+        sync_all()
 
     def child_env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)

@@ -15,9 +15,11 @@ process (recorded by bench/_hook as it exits). CPU: machine-wide busy time over 
 ceiling they imply on this machine.
 
 Variants (`--variants`, each `--variant-minutes`) change one setting (bench/settings.py) and
-report runs per minute: e.g. `command` (the worker starts `python -m prefect.engine` directly
-instead of Prefect's workspace supervisor, one Python start-up less per run), `bare` (the
-do-nothing flow: the engine alone), `limit=N`, `poll=S`; tokens combine with `+`.
+report runs per minute: e.g. `supervisor` (the pool's runs go through Prefect's workspace
+supervisor, one Python start-up more per run than the product's direct start of the engine),
+`bare` (the do-nothing flow: the engine alone), `limit=N`, `poll=S`; tokens combine with `+`.
+The main measurement and every variant run on the same Prefect server and work pool, and the
+pool is put back to the product's command after them.
 """
 
 from __future__ import annotations
@@ -41,15 +43,17 @@ from bench.fixtures import (
     process_records,
     read_all_flow_runs,
     save_noop_jobs,
+    through_supervisor,
     wait_final,
 )
-from bench.settings import Variant, set_pool_command
+from bench.settings import Variant, product_worker, set_pool_command
 from bench.stack import Service, admin_session, descendants, peak_rss_kb
 from bench.stats import Section, Summary, fmt_number, table
 from connecthub.db.engine import session_scope
 from connecthub.db.models import JobLog
 from deployments.client import prefect_client
 from deployments.runs import run_now
+from deployments.sync import ENGINE_COMMAND
 
 TITLE = "5. Throughput and memory: one worker"
 TARGET_RUNS_PER_MINUTE = 30.0
@@ -70,6 +74,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     latency: Summary = field(default_factory=lambda: Summary.of([]))
     peak_concurrency: int = 0
+    through_supervisor: int = 0
     peaks_kb: dict[str, int] = field(default_factory=dict)
     flow_peak_kb: Summary = field(default_factory=lambda: Summary.of([]))
     cpu: dict[str, float] = field(default_factory=dict)
@@ -165,7 +170,7 @@ def _measure(ctx: Context, variant: Variant, minutes: float, warmup: float,
     engine = ctx.engine()
     outcome = Outcome(variant, minutes)
     with prefect_client() as client:
-        set_pool_command(client, variant.command)
+        set_pool_command(client, supervisor=variant.supervisor)
     name = "tp-" + "".join(c if c.isalnum() else "-" for c in variant.label)
     worker = ctx.restart_worker(name, limit=variant.limit, **variant.env)
     admin_client = admin_session(admin.url) if admin else None
@@ -247,6 +252,9 @@ def _measure(ctx: Context, variant: Variant, minutes: float, warmup: float,
     # Memory and CPU.
     records = [r for i in started_ids for r in process_records(ctx.stack.process_log_dir, i)]
     outcome.flow_peak_kb = Summary.of(r["vmhwm_kb"] for r in records if r.get("vmhwm_kb"))
+    outcome.through_supervisor = sum(
+        through_supervisor(process_records(ctx.stack.process_log_dir, i)) for i in started_ids
+    )
     outcome.peaks_kb = {
         "worker": peak_rss_kb(worker.pid) or 0,
         "Prefect server": peak_rss_kb(engine.server.pid) or 0,
@@ -292,7 +300,7 @@ def run(ctx: Context) -> Section:
         variants.append(_measure(ctx, variant, config.variant_minutes, VARIANT_WARMUP_SECONDS,
                                  None, bare_id, job_ids))
     with prefect_client() as client:
-        set_pool_command(client, False)
+        set_pool_command(client, supervisor=False)
     ctx.restart_worker("main-again")  # product defaults again for whatever runs next
     ctx.stack.stop(admin)
 
@@ -329,19 +337,23 @@ def run(ctx: Context) -> Section:
             f"{outcome.accounted}/{outcome.started_runs}",
             outcome.latency.fmt("s", 1),
             str(outcome.peak_concurrency),
+            f"{outcome.through_supervisor}/{outcome.started_runs}",
             fmt_number(busy_share, 0) + " %",
             fmt_number(cpu_per_run, 2),
         ])
     section.note(
         "**Worker settings** (each variant changes one thing against the main measurement):\n\n"
         + table(["variant", "minutes", "runs/min", "accounted", "trigger → end",
-                 "most at once", "CPU busy", "CPU-s per run"], rows)
-        + "\n\n`limit=N`: `connecthub worker --limit N`; `poll=S`: PREFECT_WORKER_QUERY_SECONDS"
-        " and PREFECT_WORKER_PREFETCH_SECONDS = S (ConnectHub's default is 1, Prefect's 10);"
-        " `command`: the work pool's job template sets `command` to "
-        "`<this python> -m prefect.engine`, so the worker starts the engine directly instead "
-        "of Prefect's workspace supervisor process that then execs it; `bare`: the do-nothing flow "
-        "(engine alone). For `bare` the end of a run is its Completed state."
+                 "most at once", "via supervisor", "CPU busy", "CPU-s per run"], rows)
+        + "\n\nThe main measurement has the product's worker and pool: `connecthub worker` "
+        f"with {product_worker()}, and the pool's runs started as `{ENGINE_COMMAND}`. "
+        "`limit=N`: `connecthub worker --limit N`; `poll=S`: PREFECT_WORKER_QUERY_SECONDS"
+        " and PREFECT_WORKER_PREFETCH_SECONDS = S (Prefect's defaults are 10 s each);"
+        " `supervisor`: the pool's job template leaves `command` unset, so the worker starts "
+        "Prefect's workspace supervisor, which then execs the engine (ConnectHub's pool before "
+        "it set the command); `bare`: the do-nothing flow (engine alone). For `bare` the end "
+        "of a run is its Completed state. \"via supervisor\": runs whose process Prefect's "
+        "workspace supervisor started (recorded by bench/_hook)."
     )
     return section
 

@@ -4,9 +4,10 @@ In a flow-run process (one with PREFECT__FLOW_RUN_ID set) and only when BENCH_PR
 is set, it records when the interpreter started, every Prefect API request (method, path,
 status, start offset and duration, through httpx's default transports) and, at exit or just
 before the process execs another program, its peak resident memory (VmHWM) and CPU time, into
-BENCH_PROCESS_LOG_DIR/<flow_run_id>-<pid>-<start ms>.json. A Prefect process worker starts each
-flow run as `python -m prefect.runner._workspace_supervisor`, which prepares the workspace and
-then execs `python -m prefect.engine` in the same process: that gives two records.
+BENCH_PROCESS_LOG_DIR/<flow_run_id>-<pid>-<start ms>.json. ConnectHub's work pool starts each
+flow run as `python -m prefect.engine`: one record. A pool without a command (the benchmarks'
+`supervisor` variant) starts `python -m prefect.runner._workspace_supervisor` instead, which
+prepares the workspace and then execs the engine in the same process: two records.
 The benchmarks read these files to split a run's time and to report flow-process memory; the
 recording costs microseconds per request and is the same for ConnectHub's and the bare flow.
 """
