@@ -99,6 +99,14 @@ def run(ctx: Context) -> Section:
     section.add("Bare do-nothing flow with concurrency limit 1 (ConnectHub's default policy): "
                 "trigger → Completed", totals["bare-limit"].fmt("s"))
     section.add(
+        "Same policy: median of per-round ratios ConnectHub / bare with concurrency limit 1",
+        Summary.of(
+            done["connecthub"].total / done["bare-limit"].total
+            for done in rounds if "bare-limit" in done and done["bare-limit"].total
+            and done["connecthub"].total
+        ).fmt("x", 3),
+    )
+    section.add(
         "ConnectHub no-op job: trigger → Prefect Completed",
         Summary.of(diff(t.trigger_start, t.final) for t in runs["connecthub"]).fmt("s"),
     )
