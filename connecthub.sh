@@ -64,6 +64,7 @@ case "$cmd" in
     chromium
     postgres
     "$VENV/bin/ruff" check .
+    "$VENV/bin/lint-imports"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   build) "${COMPOSE[@]}" build "$@" ;;

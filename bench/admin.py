@@ -1,7 +1,7 @@
 """Benchmark 3: the admin's JobLog and Job pages at scale, on PostgreSQL, over real HTTP.
 
 For each size in `--admin-rows` (1k, 100k, 1M) there is one database and one admin
-(`connecthub.main:create_app` under a real uvicorn subprocess). Its JobLog is filled with a bulk
+(`connecthub.app.main:create_app` under a real uvicorn subprocess). Its JobLog is filled with a bulk
 `INSERT ... SELECT generate_series` and then `VACUUM ANALYZE` (as autovacuum would have done on a
 live database): rows spread over LOG_JOBS jobs, ids and timestamps increasing, 90 % SUCCESS,
 5 % FAILED with an error and a traceback, the rest CANCELLED / CRASHED. Its Job table holds the
@@ -42,7 +42,7 @@ TITLE = "3. Admin at scale (PostgreSQL)"
 TARGET_P50_MS = 50.0
 TARGET_RATIO = 1.5
 PAGE_SIZE = 10  # SQLAdmin's default
-COUNT_CAP = 10_000  # JOBLOG_COUNT_CAP in connecthub.admin.views
+COUNT_CAP = 10_000  # JOBLOG_COUNT_CAP in connecthub.app.admin.views
 LOG_JOBS = 100
 WARMUP = 5
 FILTERED_JOB = "bench.job-00007"

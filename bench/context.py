@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import Service, Stack
-from tests.conftest import use_settings
+from tests.support.settings import use_settings
 
 DEFAULTS: dict[str, Any] = {
     "pairs": 20,

@@ -39,7 +39,7 @@ from bench.bare_flow import do_nothing
 from bench.plugins import HANDLER_PATH
 from bench.stack import REPO_ROOT
 from connecthub.core.config import get_settings
-from connecthub.db import crud
+from connecthub.db import crud, joblog
 from connecthub.db.engine import session_scope
 from connecthub.db.models import JobLog
 from connecthub.jobs.spec import JobSpec
@@ -209,12 +209,11 @@ def fill_from_prefect(client: SyncPrefectClient, timing: RunTiming,
 
 
 def fill_from_joblog(timing: RunTiming) -> None:
-    with session_scope() as session:
-        log = crud.latest_attempt(session, timing.flow_run_id)
-        if log is not None:
-            timing.body_start = epoch(log.started_at)
-            timing.body_end = epoch(log.finished_at) if log.status == "SUCCESS" else None
-            timing.joblog_status = log.status
+    log = joblog.latest_attempt(timing.flow_run_id)
+    if log is not None:
+        timing.body_start = epoch(log.started_at)
+        timing.body_end = epoch(log.finished_at) if log.status == "SUCCESS" else None
+        timing.joblog_status = log.status
 
 
 def process_records(log_dir: Path, flow_run_id: str) -> list[dict[str, Any]]:

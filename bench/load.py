@@ -60,12 +60,13 @@ from bench.stack import REPO_ROOT, Service, Stack, admin_session, descendants
 from bench.stats import Summary, fmt_number, table
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
-from connecthub.db.models import Job, JobLog, RunStatus
+from connecthub.db.models import Job, JobLog
+from connecthub.jobs.vocabulary import RunStatus
 from deployments.client import prefect_client
 from deployments.reconcile import FINAL_STATUS, Reconciler
 from deployments.runs import run_now
 from deployments.sync import sync_job
-from tests.engine import stop_process
+from tests.support.processes import stop_process
 
 LEAD_SECONDS = 30
 ADMIN_TARGET_P95_MS = 200.0
@@ -298,7 +299,7 @@ def start_sync_loop(stack: Stack, exits: ExitStack) -> subprocess.Popen[bytes]:
     log_path = stack.run_dir / "sync-loop.log"
     with open(log_path, "wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "connecthub.cli", "sync", "--loop"], env=stack.child_env(),
+            [sys.executable, "-m", "connecthub.app.cli", "sync", "--loop"], env=stack.child_env(),
             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT,
         )
     exits.callback(stop_process, process)

@@ -14,7 +14,7 @@ import psycopg
 from bench.context import BenchConfig
 from bench.stack import REPO_ROOT
 from bench.stats import Section, table
-from tests.conftest import PG_ADMIN_URL
+from tests.support.pg import PG_ADMIN_URL
 
 FINDINGS = REPO_ROOT / "bench" / "findings.md"  # hand-written; included as it is
 

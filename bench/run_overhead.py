@@ -157,7 +157,7 @@ def _point_at_checkout(client: Any, job_id: str, checkout: str) -> None:
     """Make `job_id`'s deployment run the flow from another checkout of ConnectHub."""
     from prefect.client.schemas.actions import DeploymentUpdate
 
-    from deployments.client import FLOW_NAME
+    from connecthub.jobs.vocabulary import FLOW_NAME
 
     deployment = client.read_deployment_by_name(f"{FLOW_NAME}/{job_id}")
     steps = [{"prefect.deployments.steps.set_working_directory": {"directory": checkout}}]
@@ -311,14 +311,16 @@ marks.append(time.perf_counter())
 import {module}
 marks.append(time.perf_counter())
 if {connecthub}:
-    from flows.execute_job import run_log
-    from connecthub.db.runlog import utcnow
-    log = run_log()
-    job = log.read_job({job_id!r})
+    from connecthub.db import joblog
+    from connecthub.db.engine import session_scope
+    from connecthub.db.models import Job
+    from connecthub.jobs.vocabulary import RunStatus, Trigger
+    with session_scope() as session:
+        job = session.get(Job, {job_id!r})
     marks.append(time.perf_counter())
     flow_run_id = str(uuid.uuid4())
-    log.record_attempt(flow_run_id, 1, create={{"job_id": job.id}},
-                       update_values={{"status": "RUNNING", "started_at": utcnow()}})
+    joblog.record_running(flow_run_id, 1, job_id=job.id, trigger=Trigger.MANUAL,
+                          retry_of=None, snapshot_params=job.public_cfg)
     marks.append(time.perf_counter())
     from connecthub.security.fernet import decrypt_json
     decrypt_json(job.secret_cfg, job_id=job.id)
@@ -326,8 +328,7 @@ if {connecthub}:
     from connecthub.plugins.manager import load_job_class
     load_job_class(job.handler_path)
     marks.append(time.perf_counter())
-    log.record_attempt(flow_run_id, 1, create={{"job_id": job.id}},
-                       update_values={{"status": "SUCCESS", "finished_at": utcnow()}})
+    joblog.record_final(flow_run_id, 1, RunStatus.SUCCESS, job_id=job.id)
     marks.append(time.perf_counter())
     # Not timed: remove the probe's row.
     from sqlalchemy import delete

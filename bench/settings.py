@@ -86,7 +86,7 @@ def set_pool_command(client: SyncPrefectClient, supervisor: bool) -> None:
 
 def product_worker() -> str:
     """The polling settings `connecthub worker` gives itself here, for a report's notes."""
-    from connecthub.cli import worker_environment
+    from deployments.worker import worker_environment
 
     env = worker_environment()
     return ", ".join(f"{key} = {env[key]}" for key in ("PREFECT_WORKER_QUERY_SECONDS",

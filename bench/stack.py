@@ -3,8 +3,8 @@
 `Stack` owns everything the run creates: PostgreSQL databases (named `bench_<pid>_<name>`,
 dropped at close), `prefect server start` processes on PostgreSQL, `connecthub worker` processes
 and the admin under uvicorn, each logging to a file in the run directory. `work_pool()` has
-ConnectHub's sync create the work pool, as the product does. It reuses the test suite's helpers
-(tests/engine.py and tests/conftest.py) to start and stop them.
+ConnectHub's sync create the work pool, as the product does. It starts and stops them with the
+helpers it shares with the test suite (tests/support).
 
 Workers run with `bench/_hook` on PYTHONPATH, so each flow-run process records its start time,
 its Prefect API calls and its peak memory into `Stack.process_log_dir` (see the hook).
@@ -26,10 +26,16 @@ from connecthub.core.config import get_settings
 from connecthub.db.engine import get_engine, reset_engine
 from connecthub.db.migrate import upgrade
 from deployments.sync import sync_all
-from tests.conftest import _pg_url, create_pg_database, drop_pg_database, use_settings
-from tests.engine import free_port, start_prefect_server, stop_process, wait_http
+from tests.support.pg import create_pg_database, drop_pg_database, pg_url
+from tests.support.processes import (
+    REPO_ROOT,
+    free_port,
+    start_prefect_server,
+    stop_process,
+    wait_http,
+)
+from tests.support.settings import use_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 SERVER_START_TIMEOUT = 120
 ADMIN_USERNAME = "admin"
@@ -85,7 +91,7 @@ class Stack:
         home = self.run_dir / f"prefect-{name}"
         port = free_port()
         process = start_prefect_server(
-            home, port, _pg_url(database, driver="asyncpg")
+            home, port, pg_url(database, driver="asyncpg")
         )
         service = Service(name, process, home / "server.log", f"http://127.0.0.1:{port}/api")
         self._exit.callback(self.stop, service)
@@ -107,7 +113,7 @@ class Stack:
         data_dir = self.run_dir / f"data-{name}"
         env = {
             "DATA_DIR": str(data_dir),
-            "DB_URL": _pg_url(database),
+            "DB_URL": pg_url(database),
             "FERNET_KEY_PATH": str(data_dir / "fernet.key"),
             "ADMIN_USERNAME": ADMIN_USERNAME,
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -141,7 +147,7 @@ class Stack:
     def worker(self, name: str, limit: int | None = None, **extra_env: str) -> Service:
         """A `connecthub worker` on the configured pool; waits until it polls."""
         log_path = self.run_dir / f"worker-{name}.log"
-        argv = [sys.executable, "-m", "connecthub.cli", "worker", "--name", f"bench-{name}"]
+        argv = [sys.executable, "-m", "connecthub.app.cli", "worker", "--name", f"bench-{name}"]
         if limit:
             argv += ["--limit", str(limit)]
         log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
@@ -165,7 +171,7 @@ class Stack:
         log_path = self.run_dir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "connecthub.main:create_app",
+            [sys.executable, "-m", "uvicorn", "--factory", "connecthub.app.main:create_app",
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
             env=self.child_env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=REPO_ROOT,

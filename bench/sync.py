@@ -31,7 +31,8 @@ from bench.stats import Section, Summary, fmt_number, table
 from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
-from deployments.client import CODE_DIR, ENTRYPOINT, FLOW_NAME, prefect_client
+from connecthub.jobs.vocabulary import FLOW_NAME
+from deployments.client import CODE_DIR, ENTRYPOINT, prefect_client
 from deployments.sync import sync_all, sync_job
 
 TITLE = "2. Sync: N jobs to Prefect deployments"

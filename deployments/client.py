@@ -11,34 +11,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
-from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.objects import FlowRunPolicy
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_KEY
 
 from connecthub.core.config import get_settings
+from deployments.errors import EngineError, PrefectUnavailableError, RunRefusedError
 
-FLOW_NAME = "connecthub-execute-job"
+__all__ = ["EngineError", "PrefectUnavailableError", "RunRefusedError", "prefect_client"]
+
 ENTRYPOINT = "flows/execute_job.py:execute_job"
 # The directory that holds flows/: a process worker imports the entrypoint from there.
 CODE_DIR = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT_SECONDS = 15.0
 T = TypeVar("T")
-
-
-class EngineError(RuntimeError):
-    """An operation on the engine failed; the message is meant for the operator."""
-
-
-class PrefectUnavailableError(EngineError):
-    """The Prefect API could not be reached (or answered with a server error)."""
-
-
-class RunRefusedError(EngineError):
-    """A run or retry that cannot be started, e.g. because its job no longer exists."""
 
 
 def _unavailable(api_url: str, error: Exception) -> PrefectUnavailableError:
@@ -88,14 +76,3 @@ def read_or_none(read: Callable[[], T]) -> T | None:
         if error.response.status_code == 404:
             return None
         raise
-
-
-def set_retry_policy(flow_run_id: str | UUID, retries: int, retry_delay_seconds: int) -> None:
-    """Give a flow run its job's retries: Prefect's server decides retries from this policy."""
-    with prefect_client() as client:
-        client.update_flow_run(
-            flow_run_id=UUID(str(flow_run_id)),
-            empirical_policy=FlowRunPolicy(
-                retries=retries, retry_delay=retry_delay_seconds
-            ),
-        )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
@@ -29,11 +28,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from connecthub.db import crud
-from connecthub.db.engine import session_scope
-from connecthub.db.models import JobLog, RunStatus, utcnow
-from deployments.client import FLOW_NAME, prefect_client
-from flows.execute_job import trigger_of
+from connecthub.db import joblog
+from connecthub.jobs.vocabulary import FLOW_NAME, RunStatus
+from deployments.client import prefect_client
+from flows.attempts import mirror_outcome
 
 logger = logging.getLogger("connecthub.reconcile")
 PAGE_SIZE = 200
@@ -53,37 +51,13 @@ def _mirror(flow_run: FlowRun) -> bool:
     status = FINAL_STATUS.get(flow_run.state_type) if flow_run.state_type else None
     if status is None:
         return False
-    attempt = max(flow_run.run_count, 1)
     flow_run_id = str(flow_run.id)
-    parameters: dict[str, Any] = flow_run.parameters or {}
-    with session_scope() as session:
-        existing = crud.find_attempt(session, flow_run_id, attempt)
-        if existing is not None and RunStatus(existing.status).is_final:
-            return False
-        retry_of = parameters.get("retry_of")
-        if attempt > 1:
-            previous = crud.find_attempt(session, flow_run_id, attempt - 1)
-            retry_of = previous.id if previous else retry_of
-        if not isinstance(retry_of, int) or session.get(JobLog, retry_of) is None:
-            retry_of = None  # deleted since, or never in this database
-        message = flow_run.state.message if flow_run.state else None
-        crud.record_attempt(
-            session,
-            flow_run_id,
-            attempt,
-            create={
-                "job_id": str(parameters.get("job_id", "")),
-                "trigger": trigger_of(flow_run, attempt, retry_of).value,
-                "retry_of": retry_of,
-                "snapshot_params": parameters.get("params"),
-            },
-            update_values={
-                "status": status.value,
-                "finished_at": flow_run.end_time or utcnow(),
-                **({} if status is RunStatus.SUCCESS else {"error": message or status.value}),
-            },
-            overwrite_final=False,
-        )
+    attempt = max(flow_run.run_count, 1)
+    existing = joblog.find_attempt(flow_run_id, attempt)
+    if existing is not None and RunStatus(existing.status).is_final:
+        return False
+    message = flow_run.state.message if flow_run.state else None
+    mirror_outcome(flow_run, status, message, flow_run.end_time)
     logger.info("JobLog of flow run %s attempt %s mirrored as %s", flow_run_id, attempt, status)
     return True
 
@@ -128,8 +102,7 @@ class Reconciler:
     def run_once(self) -> int:
         started = datetime.now(UTC)
         since = self.since or started - self.lookback
-        with session_scope() as session:
-            open_ids = [log.flow_run_id for log in crud.open_logs(session) if log.flow_run_id]
+        open_ids = joblog.open_flow_run_ids()
         with prefect_client() as client:
             runs = _read_by_ids(client, open_ids) if open_ids else []
             offset = 0

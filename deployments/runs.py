@@ -17,10 +17,11 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 
-from connecthub.db import crud
+from connecthub.db import joblog
 from connecthub.db.engine import session_scope
-from connecthub.db.models import Job, JobLog, RunStatus, Trigger
+from connecthub.db.models import Job, JobLog
 from connecthub.jobs.base import JobConfigError
+from connecthub.jobs.vocabulary import RunStatus, Trigger, trigger_tag
 from connecthub.plugins.manager import PluginError, load_job_class
 from deployments.client import (
     PrefectUnavailableError,
@@ -29,57 +30,63 @@ from deployments.client import (
     read_or_none,
 )
 from deployments.sync import sync_job
-from flows.execute_job import TRIGGER_TAG_PREFIX
 
 RetrySource = Literal["snapshot", "current"]
 
 
-def _start(
-    job_id: str, *, trigger: Trigger, params: dict[str, Any] | None, retry_of: int | None
-) -> JobLog:
+def _deployment_of(job_id: str) -> tuple[str | None, str]:
+    """The job's stored deployment id (None when never synced or its sync failed) and handler."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise RunRefusedError(f"Job '{job_id}' does not exist (or was deleted); it cannot run.")
-        deployment_id = job.deployment_id if job.sync_error is None else None
-        handler_path = job.handler_path
-    if params is not None:
-        _check_params(job_id, handler_path, params)
-    parameters: dict[str, Any] = {"job_id": job_id}
-    if params is not None:
-        parameters["params"] = params
-    if retry_of is not None:
-        parameters["retry_of"] = retry_of
+        return (job.deployment_id if job.sync_error is None else None), job.handler_path
+
+
+def _create_flow_run(
+    job_id: str, deployment_id: str | None, parameters: dict[str, Any], trigger: Trigger
+) -> FlowRun:
+    """A flow run of the job's deployment; re-synced first when Prefect does not know it."""
 
     def create(client: SyncPrefectClient, deployment: str) -> FlowRun:
         return client.create_flow_run_from_deployment(
-            UUID(deployment), parameters=parameters, tags=[f"{TRIGGER_TAG_PREFIX}{trigger.value}"]
+            UUID(deployment), parameters=parameters, tags=[trigger_tag(trigger)]
         )
 
     with prefect_client() as client:
         flow_run = None
         if deployment_id is not None:
             flow_run = read_or_none(lambda: create(client, deployment_id))
-        if flow_run is None:  # never synced, its sync failed, or deleted in Prefect meanwhile
-            outcome = sync_job(job_id)
-            if outcome.error:
-                raise PrefectUnavailableError(f"Job '{job_id}' is not deployed: {outcome.error}")
-            if outcome.deployment_id is None:
-                raise RunRefusedError(f"Job '{job_id}' was deleted; it cannot run.")
-            flow_run = create(client, outcome.deployment_id)
+        if flow_run is not None:
+            return flow_run
+        # Never synced, its sync failed, or deleted in Prefect meanwhile.
+        outcome = sync_job(job_id)
+        if outcome.error:
+            raise PrefectUnavailableError(f"Job '{job_id}' is not deployed: {outcome.error}")
+        if outcome.deployment_id is None:
+            raise RunRefusedError(f"Job '{job_id}' was deleted; it cannot run.")
+        return create(client, outcome.deployment_id)
+
+
+def _start(
+    job_id: str, *, trigger: Trigger, params: dict[str, Any] | None, retry_of: int | None
+) -> JobLog:
+    deployment_id, handler_path = _deployment_of(job_id)
+    parameters: dict[str, Any] = {"job_id": job_id}
+    if params is not None:
+        _check_params(job_id, handler_path, params)
+        parameters["params"] = params
+    if retry_of is not None:
+        parameters["retry_of"] = retry_of
+    flow_run = _create_flow_run(job_id, deployment_id, parameters, trigger)
+    log_id = joblog.record_pending(
+        str(flow_run.id), job_id=job_id, trigger=trigger, retry_of=retry_of,
+        snapshot_params=params,
+    )
     with session_scope() as session:
-        return crud.record_attempt(
-            session,
-            str(flow_run.id),
-            1,
-            create={
-                "job_id": job_id,
-                "trigger": trigger.value,
-                "retry_of": retry_of,
-                "status": RunStatus.PENDING.value,
-                "snapshot_params": params if params is not None else None,
-            },
-        )
+        log = session.get(JobLog, log_id)
+        assert log is not None  # just written
+        return log
 
 
 def _check_params(job_id: str, handler_path: str, params: dict[str, Any]) -> None:
@@ -134,10 +141,9 @@ def wait_for_final(
             flow_run = client.read_flow_run(UUID(flow_run_id))
         if flow_run.state is not None and flow_run.state.is_final():
             reconcile_flow_runs([flow_run_id])
-            with session_scope() as session:
-                latest = crud.latest_attempt(session, flow_run_id)
-                if latest is not None and RunStatus(latest.status).is_final:
-                    return latest
+            latest = joblog.latest_attempt(flow_run_id)
+            if latest is not None and RunStatus(latest.status).is_final:
+                return latest
         if time.monotonic() > deadline:
             raise TimeoutError(f"JobLog #{log_id} did not finish within {timeout_seconds:.0f} s")
         time.sleep(poll_seconds)

@@ -44,10 +44,10 @@ from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job
+from connecthub.jobs.vocabulary import BASE_TAG, FLOW_NAME
 from deployments.client import (
     CODE_DIR,
     ENTRYPOINT,
-    FLOW_NAME,
     PrefectUnavailableError,
     prefect_client,
     read_or_none,
@@ -56,7 +56,6 @@ from deployments.heartbeat import ensure_heartbeat_automation
 
 logger = logging.getLogger("connecthub.sync")
 PAGE_SIZE = 200
-BASE_TAG = "connecthub"
 ENGINE_COMMAND = "python -m prefect.engine"
 
 

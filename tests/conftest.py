@@ -3,73 +3,31 @@
 Every test that touches ConnectHub's database gets a migrated database through `pg_env`
 (PostgreSQL, tables emptied after each test) or `sqlite_env` (a fresh file). The engine fixtures
 (`prefect_server`, `worker`) start a real `prefect server start` on PostgreSQL and a real
-`connecthub worker` once per session; see tests/engine.py.
+`connecthub worker` once per session; see tests/engine.py. The admin fixtures (`prefect_down`,
+`anonymous`, `client`, `admin`) give an in-process admin app with Prefect unreachable.
+
+The helpers these fixtures and the test modules share (with the benchmarks too) are in
+tests/support; test modules never import each other.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from connecthub.core.config import get_settings
-from connecthub.db.engine import get_engine, reset_engine
+from connecthub.db import crud
+from connecthub.db.engine import get_engine, reset_engine, session_scope
 from connecthub.db.migrate import upgrade
-
-PG_ADMIN_URL = os.environ.get("CONNECTHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_url(database: str, driver: str = "psycopg") -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", f"postgresql+{driver}://")
-    return f"{base}/{database}"
-
-
-def create_pg_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_pg_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def captured_loggers(caplog: pytest.LogCaptureFixture, *names: str) -> Iterator[None]:
-    """Send every record of the named loggers to `caplog`, even where they don't propagate."""
-    loggers = [logging.getLogger(name) for name in names]
-    saved = [(logger, logger.level, logger.propagate) for logger in loggers]
-    for logger in loggers:
-        # Not propagating, so the root's caplog handler does not see each record twice.
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        for logger, level, propagate in saved:
-            logger.removeHandler(caplog.handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
-
-
-def use_settings(monkeypatch: pytest.MonkeyPatch | None, **env: str) -> None:
-    """Point ConnectHub at `env` (in os.environ, so child processes inherit it)."""
-    for key, value in env.items():
-        if monkeypatch is None:
-            os.environ[key] = value
-        else:
-            monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    reset_engine()
+from tests.support.admin import SECRET_VALUE, RecordingClient, login
+from tests.support.cli import Cli
+from tests.support.pg import create_pg_database, drop_pg_database, pg_url
+from tests.support.processes import free_port
+from tests.support.settings import use_settings
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +44,7 @@ def pg_database(session_dir: Path) -> Iterator[str]:
     use_settings(
         None,
         DATA_DIR=str(data_dir),
-        DB_URL=_pg_url(name),
+        DB_URL=pg_url(name),
         FERNET_KEY_PATH=str(data_dir / "fernet.key"),
         ADMIN_USERNAME="admin",
         ADMIN_PASSWORD="test-admin-password",
@@ -135,6 +93,49 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 def any_db(request: pytest.FixtureRequest) -> None:
     """Runs the test once on PostgreSQL and once on SQLite."""
     request.getfixturevalue("pg_env" if request.param == "postgresql" else "sqlite_env")
+
+
+# --- the admin over HTTP, Prefect unreachable ------------------------------------------------
+
+
+@pytest.fixture
+def prefect_down(pg_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def anonymous(prefect_down: None) -> Iterator[RecordingClient]:
+    """A client of a freshly started app, not logged in; checks no response leaked a secret."""
+    from connecthub.app.main import create_app  # here, so that only the admin's tests import it
+
+    with RecordingClient(create_app(), follow_redirects=False) as client:
+        yield client
+        with session_scope() as session:
+            tokens = crud.secret_tokens(session)
+        for body in client.bodies:
+            assert SECRET_VALUE not in body
+            for token in tokens:
+                assert token not in body
+
+
+@pytest.fixture
+def client(anonymous: RecordingClient) -> RecordingClient:
+    login(anonymous)
+    return anonymous
+
+
+@pytest.fixture
+def admin(request: pytest.FixtureRequest) -> RecordingClient:
+    """The logged-in `client`: it checks that no response leaked a secret."""
+    return request.getfixturevalue("client")
+
+
+@pytest.fixture
+def cli(sqlite_env: Path, tmp_path: Path) -> Cli:
+    """`connecthub` in a child process on the migrated data dir of `sqlite_env`."""
+    return Cli(data_dir=sqlite_env, cwd=tmp_path)
 
 
 pytest_plugins = ["tests.engine"]

@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from connecthub.db.engine import session_scope
-from connecthub.db.models import Job, JobLog, RunStatus
-from tests.engine import start_admin, stop_process
+from connecthub.db.models import Job, JobLog
+from connecthub.jobs.vocabulary import RunStatus
+from tests.support.processes import start_admin, stop_process
 
 pytestmark = pytest.mark.browser
 

@@ -11,110 +11,40 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
 import stat
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from connecthub.admin import auth as admin_auth
-from connecthub.admin import views as admin_views
-from connecthub.admin.auth import LoginThrottle, load_credentials
+from connecthub.app.admin import auth as admin_auth
+from connecthub.app.admin import views as admin_views
+from connecthub.app.admin.auth import LoginThrottle, load_credentials
+from connecthub.app.main import create_app
 from connecthub.core.config import Settings, get_settings
-from connecthub.db import crud
 from connecthub.db.engine import get_engine, session_scope
-from connecthub.db.models import Job, JobLog, RunStatus, Trigger
-from connecthub.main import create_app
+from connecthub.db.models import Job, JobLog, utcnow
+from connecthub.jobs.vocabulary import RunStatus
 from connecthub.security.fernet import decrypt_json
-
-USERNAME = "admin"
-PASSWORD = "test-admin-password"
-SECRET_VALUE = "s3cret-demo-token-9f8e7d"
-HANDLER = "extensions.example.job:ExampleJob"
-
-
-class RecordingClient(TestClient):
-    """A TestClient that keeps every response body, to check none of them leaks a secret."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.bodies: list[str] = []
-
-    def request(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def,override]
-        response = super().request(*args, **kwargs)
-        for item in [*response.history, response]:
-            self.bodies.append(
-                item.text + "\n" + "\n".join(f"{k}: {v}" for k, v in item.headers.items())
-            )
-        return response
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def prefect_down(pg_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
-    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def anonymous(prefect_down: None) -> Iterator[RecordingClient]:
-    """A client of a freshly started app, not logged in; checks no response leaked a secret."""
-    with RecordingClient(create_app(), follow_redirects=False) as client:
-        yield client
-        with session_scope() as session:
-            tokens = crud.secret_tokens(session)
-        for body in client.bodies:
-            assert SECRET_VALUE not in body
-            for token in tokens:
-                assert token not in body
-
-
-@pytest.fixture
-def client(anonymous: RecordingClient) -> RecordingClient:
-    login(anonymous)
-    return anonymous
-
-
-def login(client: TestClient, username: str = USERNAME, password: str = PASSWORD) -> Any:
-    return client.post("/admin/login", data={"username": username, "password": password})
-
-
-def job_form(**overrides: str) -> dict[str, str]:
-    form = {
-        "id": "example.hello",
-        "name": "Hello",
-        "description": "",
-        "handler_path": HANDLER,
-        "cron_expr": "* * * * *",
-        "timezone": "UTC",
-        "enabled": "y",
-        "public_cfg": '{"name": "Mars"}',
-        "secret_cfg": json.dumps({"token": SECRET_VALUE}),
-        "timeout_seconds": "",
-        "max_retries": "0",
-        "retry_delay_seconds": "60",
-        "concurrency_limit": "1",
-        "collision_strategy": "ENQUEUE",
-        "tags": "demo",
-        "save": "Save",
-    }
-    form.update(overrides)
-    return form
-
-
-def create_job(client: TestClient, **overrides: str) -> Any:
-    return client.post("/admin/job/create", data=job_form(**overrides))
+from tests.support.admin import (
+    HANDLER,
+    SECRET_VALUE,
+    RecordingClient,
+    add_log,
+    admin_routes,
+    create_job,
+    field_error,
+    field_group,
+    job_count,
+    job_form,
+    login,
+    page_csrf_token,
+    stored_job,
+)
+from tests.support.jobs import stored_defaults
 
 
 def edit_job(client: TestClient, job_id: str = "example.hello", **overrides: str) -> Any:
@@ -122,58 +52,9 @@ def edit_job(client: TestClient, job_id: str = "example.hello", **overrides: str
     return client.post(f"/admin/job/edit/{job_id}", data=form)
 
 
-def stored_job(job_id: str = "example.hello") -> Job | None:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            session.expunge(job)
-        return job
-
-
-def job_count() -> int:
-    with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(Job)) or 0
-
-
 def log_count() -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(JobLog)) or 0
-
-
-def add_log(job_id: str = "example.hello", **values: Any) -> int:
-    with session_scope() as session:
-        log = JobLog(
-            job_id=job_id,
-            status=values.pop("status", RunStatus.FAILED.value),
-            trigger=Trigger.SCHEDULE.value,
-            snapshot_params=values.pop("snapshot_params", {"name": "Mars"}),
-            **values,
-        )
-        session.add(log)
-        session.flush()
-        return log.id
-
-
-def field_group(page: str, field: str) -> str:
-    """The unescaped HTML of the form group that holds the input named `field`."""
-    for group in re.findall(r'<div class="mb-3 form-group row">(.*?)\n</div>', page, re.S):
-        if f'name="{field}"' in group:
-            return html.unescape(group)
-    raise AssertionError(f"no form field {field!r} on the page")
-
-
-def field_error(page: str, field: str) -> str:
-    group = field_group(page, field)
-    errors = re.findall(r'<div class="invalid-feedback">(.*?)</div>', group, re.S)
-    assert errors, f"no error shown under {field!r}"
-    assert "is-invalid" in group
-    return " ".join(errors)
-
-
-def page_csrf_token(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "the page has no CSRF token"
-    return match.group(1)
 
 
 def flashes(client: TestClient, path: str) -> str:
@@ -181,12 +62,6 @@ def flashes(client: TestClient, path: str) -> str:
 
 
 # --- login, session, routes ---------------------------------------------------------------
-
-
-def _admin_routes() -> list[Route]:
-    app = create_app()
-    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/admin")
-    return [route for route in mount.routes if isinstance(route, Route)]
 
 
 def _concrete_paths(route: Route) -> list[str]:
@@ -204,7 +79,7 @@ def _concrete_paths(route: Route) -> list[str]:
 
 def test_every_admin_route_needs_a_login(anonymous: RecordingClient) -> None:
     add_log()
-    routes = _admin_routes()
+    routes = admin_routes()
     exposed = {route.path for route in routes if route.name.startswith("view-")}
     assert {"/job/run/{pk}", "/job/enable/{pk}", "/job/disable/{pk}", "/job-log/retry/{pk}"} <= (
         exposed
@@ -474,7 +349,7 @@ def test_database_errors_never_show_sql_or_parameters(
     def fail(_spec: Any) -> Job:
         raise error
 
-    monkeypatch.setattr(admin_views, "_insert_job", fail)
+    monkeypatch.setattr(admin_views.queries, "insert_job", fail)
     response = create_job(client)
     assert response.status_code == 400
     page = html.unescape(response.text)
@@ -770,7 +645,8 @@ SEARCHES = {
 
 def _insert_jobs(names: dict[str, str]) -> None:
     rows = [
-        {"id": job_id, "name": name, "cron_expr": "* * * * *", "handler_path": HANDLER}
+        {**stored_defaults(), "id": job_id, "name": name, "cron_expr": "* * * * *",
+         "handler_path": HANDLER, "created_at": utcnow(), "updated_at": utcnow()}
         for job_id, name in names.items()
     ]
     with get_engine().begin() as connection:

@@ -38,18 +38,9 @@ from connecthub.db.engine import get_engine, make_engine
 from connecthub.db.migrate import upgrade
 from connecthub.db.models import Job, JobLog
 from connecthub.security.fernet import decrypt_json
-from tests.conftest import _pg_url, create_pg_database, drop_pg_database
-from tests.test_admin_http import (  # noqa: F401 - anonymous, client, prefect_down: fixtures
-    RecordingClient,
-    anonymous,
-    client,
-    field_error,
-    job_count,
-    job_form,
-    prefect_down,
-    stored_job,
-)
-from tests.test_cli import Cli, one_line_error
+from tests.support.admin import RecordingClient, field_error, job_count, job_form, stored_job
+from tests.support.cli import Cli, one_line_error
+from tests.support.pg import create_pg_database, drop_pg_database, pg_url
 
 REPO = Path(__file__).resolve().parents[1]
 ECHO = "tests.plugins.jobs:EchoJob"
@@ -58,12 +49,6 @@ BIG_SECRET = "big-secret-" + "q" * (17 * 1024)
 
 
 # --- the admin form ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin(request: pytest.FixtureRequest) -> RecordingClient:
-    """test_admin_http's logged-in client: it checks that no response leaked a secret."""
-    return request.getfixturevalue("client")
 
 
 @dataclass(frozen=True)
@@ -464,12 +449,12 @@ def cli_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliWorld]:
     """A PostgreSQL database of its own with one job and one JobLog; every case run against it."""
     name = f"connecthub_badinput_{os.getpid()}"
     create_pg_database(name)
-    engine = make_engine(_pg_url(name))
+    engine = make_engine(pg_url(name))
     try:
         upgrade(engine)
         home = tmp_path_factory.mktemp("bad-input")
         cli = Cli(data_dir=home / "data", cwd=home)
-        env = {"DB_URL": _pg_url(name), "PYTHONPATH": str(REPO)}
+        env = {"DB_URL": pg_url(name), "PYTHONPATH": str(REPO)}
         seed = home / "seed.yaml"
         seed.write_text(yaml.safe_dump([apply_entry("keep.me", secret_cfg={"token": "kept"})]))
         seeded = cli.run("jobs", "apply", "--no-sync", str(seed), **env)

@@ -4,87 +4,25 @@ with PREFECT_API_URL pointing at a closed port so that no sync can succeed."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import stat
 import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 from cryptography.fernet import Fernet, MultiFernet
+from sqlalchemy import update
 
-from connecthub.db import crud
+from connecthub.db import crud, joblog
 from connecthub.db.engine import session_scope
 from connecthub.db.migrate import head_revision
-from connecthub.jobs.spec import JobSpec
+from connecthub.db.models import JobLog
+from connecthub.jobs.vocabulary import RunStatus, Trigger
 from connecthub.security.fernet import decrypt_json
+from tests.support.cli import EXAMPLE, Cli, one_line_error, save_jobs, tokens
 
 REPO = Path(__file__).resolve().parents[1]
-CONNECTHUB = str(Path(sys.executable).with_name("connecthub"))
-EXAMPLE = "extensions.example.job:ExampleJob"
-TIMEOUT = 120
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Cli:
-    """Runs `connecthub` in a child process against one data dir."""
-
-    data_dir: Path
-    cwd: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "connecthub.db"
-
-    @property
-    def key_path(self) -> Path:
-        return self.data_dir / "fernet.key"
-
-    def env(self) -> dict[str, str]:
-        env = {
-            key: value for key, value in os.environ.items()
-            if key not in ("CONNECTHUB_DEBUG", "LOG_DIR", "EXAMPLE_TOKEN")
-            and not key.startswith("PREFECT_")
-        }
-        env.update(
-            DATA_DIR=str(self.data_dir),
-            DB_URL=f"sqlite:///{self.db_path}",
-            FERNET_KEY_PATH=str(self.key_path),
-            PREFECT_API_URL=f"http://127.0.0.1:{closed_port()}/api",
-            PREFECT_HOME=str(self.cwd / "prefect-home"),
-            **self.extra_env,
-        )
-        return env
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [CONNECTHUB, *args], cwd=self.cwd, env={**self.env(), **env},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return self.run_all([args], **env)[0]
-
-    def run_all(self, commands: list[tuple[str, ...]], **env: str
-                ) -> list[subprocess.CompletedProcess[str]]:
-        """Run independent commands at the same time (each takes ~2 s to start)."""
-        processes = [(args, self.start(*args, **env)) for args in commands]
-        results = []
-        for args, process in processes:
-            out, err = process.communicate(timeout=TIMEOUT)
-            results.append(subprocess.CompletedProcess(args, process.returncode, out, err))
-        return results
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -93,40 +31,10 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single `error: ...` line of a command that failed cleanly with exit status 1."""
-    assert result.returncode == 1, result
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
 @pytest.fixture
 def fresh(tmp_path: Path) -> Cli:
     """A data dir with nothing in it yet (no database, no key)."""
     return Cli(data_dir=tmp_path / "data", cwd=tmp_path)
-
-
-@pytest.fixture
-def cli(sqlite_env: Path, tmp_path: Path) -> Cli:
-    """The migrated data dir of `sqlite_env`, also usable in this process."""
-    return Cli(data_dir=sqlite_env, cwd=tmp_path)
-
-
-def save_jobs(secrets: dict[str, dict | None]) -> None:
-    with session_scope() as session:
-        for job_id, secret in secrets.items():
-            crud.save_job(session, JobSpec(
-                id=job_id, cron_expr="*/5 * * * *", handler_path=EXAMPLE, secret_cfg=secret,
-            ))
-
-
-def tokens(db_path: Path) -> dict[str, str]:
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT id, secret_cfg FROM job WHERE secret_cfg IS NOT NULL")
-        return dict(rows.fetchall())
 
 
 def keys(path: Path) -> list[str]:
@@ -237,19 +145,16 @@ def test_rotate_key_and_retire_old(cli: Cli) -> None:
 
 
 def test_logs(cli: Cli) -> None:
-    with session_scope() as session:
-        crud.record_attempt(
-            session, "fr-1", 1, create={"job_id": "alpha", "trigger": "schedule"},
-            update_values={"status": "FAILED", "error": "remote said no"},
-        )
-        crud.record_attempt(
-            session, "fr-2", 1, create={"job_id": "beta", "trigger": "manual"},
-            update_values={"status": "SUCCESS", "duration_ms": 12},
-        )
-        crud.record_attempt(
-            session, "fr-1", 2, create={"job_id": "alpha", "trigger": "prefect-retry"},
-            update_values={"status": "RUNNING"},
-        )
+    for flow_run_id, job_id, trigger in (("fr-1", "alpha", Trigger.SCHEDULE),
+                                         ("fr-2", "beta", Trigger.MANUAL)):
+        joblog.record_running(flow_run_id, 1, job_id=job_id, trigger=trigger, retry_of=None,
+                              snapshot_params={})
+    joblog.record_final("fr-1", 1, RunStatus.FAILED, job_id="alpha", error="remote said no")
+    joblog.record_final("fr-2", 1, RunStatus.SUCCESS, job_id="beta")
+    with session_scope() as session:  # a duration the test can name
+        session.execute(update(JobLog).where(JobLog.flow_run_id == "fr-2").values(duration_ms=12))
+    joblog.record_running("fr-1", 2, job_id="alpha", trigger=Trigger.PREFECT_RETRY, retry_of=None,
+                          snapshot_params={})
     everything, only_alpha = cli.run_all([
         ("logs", "--json"), ("logs", "--json", "--job", "alpha", "--limit", "1"),
     ])

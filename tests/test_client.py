@@ -7,16 +7,10 @@ import json
 import logging
 import pickle
 import re
-import socket
-import threading
-import time
 import traceback
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -37,86 +31,15 @@ from connecthub.integrations import (
     auth_header,
     redact_url,
 )
-from tests.conftest import captured_loggers
+from tests.support.http import Reply, ScriptedServer
+from tests.support.logs import captured_loggers
+from tests.support.processes import free_port
 
 CANARY = "canary-XYZ"
 LOG_LINE = re.compile(
     r"^(?P<method>[A-Z]+) (?P<url>\S+) -> (?P<outcome>.+?) in (?P<ms>\d+)ms "
     r"\(attempt (?P<attempt>\d+)/(?P<of>\d+)\)(?P<tail>.*)$"
 )
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = field(default_factory=dict)  # dict/list -> JSON, str -> text/plain
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ScriptedServer:
-    """Answers each request with the next scripted `Reply` (200 {} once the script runs out),
-    and records what it received."""
-
-    def __init__(self) -> None:
-        self.replies: deque[Reply] = deque()
-        self.received: list[Received] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.received.append(
-                    Received(self.command, self.path, dict(self.headers.items()), body)
-                )
-                reply = server.replies.popleft() if server.replies else Reply()
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if isinstance(reply.body, str):
-                    payload, content_type = reply.body.encode(), "text/plain"
-                else:
-                    payload, content_type = json.dumps(reply.body).encode(), "application/json"
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (timeout tests)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def script(self, *replies: Reply) -> None:
-        self.replies.extend(replies)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 class ServiceClient(BaseClient):
@@ -169,12 +92,6 @@ def attempt_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
     ]
     assert all(lines), [r.getMessage() for r in caplog.records]
     return lines  # type: ignore[return-value]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- retries and backoff ---------------------------------------------------------------------
@@ -289,7 +206,7 @@ def test_post_is_retried_when_the_policy_allows_it(server, make_client, sleeps) 
 
 
 def test_connection_refused_is_retried_even_for_post(make_client, sleeps) -> None:
-    client = make_client(base_url=f"http://127.0.0.1:{closed_port()}")
+    client = make_client(base_url=f"http://127.0.0.1:{free_port()}")
 
     with pytest.raises(RetriesExhausted) as caught:
         client.post("/orders", json={"n": 1})  # nothing was sent, so resending is safe
@@ -398,7 +315,7 @@ def test_one_log_line_per_attempt(server, make_client, client_log) -> None:
 
 def test_log_line_of_a_transport_failure(make_client, client_log) -> None:
     client = make_client(
-        base_url=f"http://127.0.0.1:{closed_port()}", retry=RetryPolicy(max_attempts=2)
+        base_url=f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=2)
     )
 
     with pytest.raises(RetriesExhausted):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from connecthub.cli import app
+from connecthub.app.cli import app
 from connecthub.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_every_service_command_parses(words: list[str]):
     if subcommand and subcommand[0] not in {"db", "jobs"}:
         subcommand = subcommand[:1]
     result = subprocess.run(
-        [sys.executable, "-m", "connecthub.cli", *subcommand, "--help"],
+        [sys.executable, "-m", "connecthub.app.cli", *subcommand, "--help"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -139,7 +139,8 @@ def test_connecthub_sh_documents_the_manual_commands():
 
 @pytest.mark.engine
 def test_prefect_deploy_from_prefect_yaml(pg_env: None, prefect_server: str):
-    from deployments.client import FLOW_NAME, prefect_client
+    from connecthub.jobs.vocabulary import FLOW_NAME
+    from deployments.client import prefect_client
     from deployments.sync import sync_all
 
     env = {**os.environ, "PREFECT_API_URL": prefect_server}

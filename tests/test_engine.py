@@ -7,26 +7,17 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
-    LogFilter,
-    LogFilterFlowRunId,
-)
 from prefect.states import Cancelled, Cancelling, Scheduled
 
 from connecthub.core.config import get_settings
-from connecthub.db import crud
+from connecthub.db import crud, joblog
 from connecthub.db.engine import session_scope
-from connecthub.db.models import Job, JobLog
-from connecthub.jobs.spec import JobSpec
-from deployments.client import FLOW_NAME, prefect_client
+from deployments.client import prefect_client
 from deployments.heartbeat import (
     AUTOMATION_NAME,
     ensure_heartbeat_automation,
@@ -35,45 +26,19 @@ from deployments.heartbeat import (
 from deployments.reconcile import reconcile_flow_runs
 from deployments.runs import retry, run_now, wait_for_final
 from deployments.sync import ENGINE_COMMAND, _Syncer, sync_all, sync_job
+from tests.support.jobs import (
+    CANARY,
+    assert_canary_absent_from_prefect,
+    deployment,
+    job_row,
+    logs_of,
+    save,
+    wait_pid,
+)
+from tests.support.processes import free_port
+from tests.support.settings import use_settings
 
 pytestmark = pytest.mark.engine
-
-CANARY = "canary-7f3a9c51e2"
-
-
-def save(job_id: str, handler: str = "tests.plugins.jobs:EchoJob", **fields: Any) -> None:
-    fields.setdefault("cron_expr", "0 3 * * *")
-    with session_scope() as session:
-        crud.save_job(session, JobSpec(id=job_id, handler_path=handler, **fields))
-
-
-def deployment(job_id: str):  # type: ignore[no-untyped-def]
-    with prefect_client() as client:
-        return client.read_deployment_by_name(f"{FLOW_NAME}/{job_id}")
-
-
-def job_row(job_id: str) -> Job:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
-def logs_of(job_id: str) -> list[JobLog]:
-    with session_scope() as session:
-        rows = crud.recent_logs(session, job_id=job_id, limit=100)
-        session.expunge_all()
-        return rows
-
-
-def wait_pid(path: Path, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.2)
-    return int(path.read_text())
-
 
 # --- sync -------------------------------------------------------------------------------------
 
@@ -123,9 +88,6 @@ def test_sync_mirrors_jobs_and_writes_only_the_difference(pg_env: None, prefect_
 def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
     pg_env: None, prefect_server: str, monkeypatch: pytest.MonkeyPatch
 ):
-    from tests.conftest import use_settings
-    from tests.engine import free_port
-
     use_settings(monkeypatch, PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
     save("down.a")
     outcome = sync_job("down.a")
@@ -141,8 +103,6 @@ def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
 
 def test_work_pool_starts_the_engine_directly(pg_env: None, prefect_server: str,
                                               monkeypatch: pytest.MonkeyPatch):
-    from tests.conftest import use_settings
-
     def ensure() -> tuple[int, str | None]:
         """One infrastructure pass: (its writes, the pool's command)."""
         with prefect_client() as client:
@@ -206,11 +166,10 @@ def test_reconcile_mirrors_a_run_whose_retried_log_is_gone(pg_env: None, prefect
             state=Cancelled(message="cancelled before it started"),
         )
     assert reconcile_flow_runs([str(flow_run.id)]) == 1
-    with session_scope() as session:
-        row = crud.find_attempt(session, str(flow_run.id), 1)
-        assert row is not None
-        assert (row.status, row.retry_of, row.error) == (
-            "CANCELLED", None, "cancelled before it started")
+    row = joblog.find_attempt(str(flow_run.id), 1)
+    assert row is not None
+    assert (row.status, row.retry_of, row.error) == (
+        "CANCELLED", None, "cancelled before it started")
 
 
 
@@ -374,21 +333,3 @@ def heartbeats_of(flow_run_id: str | None, timeout: float = 15) -> int:
         if total or time.monotonic() > deadline:
             return total
         time.sleep(0.5)
-
-
-def assert_canary_absent_from_prefect(flow_run_id: str | None) -> None:
-    encoded = base64.b64encode(CANARY.encode()).decode()
-    with prefect_client() as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
-        )
-        deployments = client.read_deployments()
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    assert runs and logs, "expected the run and its logs in Prefect"
-    surfaces = [run.model_dump_json() for run in runs]
-    surfaces += [item.model_dump_json() for item in deployments]
-    surfaces += [log.message for log in logs]
-    for text in surfaces:
-        assert CANARY not in text and encoded not in text

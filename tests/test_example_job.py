@@ -14,7 +14,7 @@ import pytest
 
 from connecthub.jobs.base import JobConfigError, JobContext
 from extensions.example.job import ExampleJob
-from tests.conftest import captured_loggers
+from tests.support.logs import captured_loggers
 
 TOKEN = "example-token-4711"
 

@@ -53,26 +53,18 @@ from prefect.client.schemas.sorting import FlowRunSort
 from sqlalchemy import update
 
 from connecthub.core.config import get_settings
-from connecthub.db import crud
+from connecthub.db import crud, joblog
 from connecthub.db.engine import make_engine, reset_engine, session_scope
 from connecthub.db.migrate import upgrade
 from connecthub.db.models import Job
-from deployments.client import FLOW_NAME, prefect_client, read_or_none
+from connecthub.jobs.vocabulary import FLOW_NAME
+from deployments.client import prefect_client, read_or_none
 from deployments.loop import run_pass
 from deployments.reconcile import Reconciler
 from deployments.runs import run_now, wait_for_final
 from deployments.sync import sync_all, sync_job
-from tests.conftest import _pg_url, create_pg_database, drop_pg_database, use_settings
-from tests.engine import (
-    REPO_ROOT,
-    SERVER_START_TIMEOUT,
-    free_port,
-    start_prefect_server,
-    stop_process,
-    wait_http,
-)
-from tests.test_cli import Cli, one_line_error, save_jobs, tokens
-from tests.test_engine import (
+from tests.support.cli import Cli, one_line_error, save_jobs, tokens
+from tests.support.jobs import (
     CANARY,
     assert_canary_absent_from_prefect,
     deployment,
@@ -81,7 +73,17 @@ from tests.test_engine import (
     save,
     wait_pid,
 )
-from tests.test_up import processes_with_env
+from tests.support.pg import create_pg_database, drop_pg_database, pg_url
+from tests.support.processes import (
+    REPO_ROOT,
+    SERVER_START_TIMEOUT,
+    free_port,
+    processes_with_env,
+    start_prefect_server,
+    stop_process,
+    wait_http,
+)
+from tests.support.settings import use_settings
 
 pytestmark = pytest.mark.engine
 
@@ -105,7 +107,7 @@ def connecthub_worker(log_path: Path, **env: str) -> Iterator[subprocess.Popen[b
     )
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "connecthub.cli", "worker"],
+            [sys.executable, "-m", "connecthub.app.cli", "worker"],
             env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -125,14 +127,12 @@ def kill_if_alive(pid: int) -> None:
 
 
 def latest_status(flow_run_id: str) -> str | None:
-    with session_scope() as session:
-        row = crud.latest_attempt(session, flow_run_id)
-        return row.status if row else None
+    row = joblog.latest_attempt(flow_run_id)
+    return row.status if row else None
 
 
 def open_log_count() -> int:
-    with session_scope() as session:
-        return len(crud.open_logs(session))
+    return len(joblog.open_flow_run_ids())
 
 
 def forget_jobs() -> None:
@@ -225,7 +225,7 @@ class PrivatePrefect:
     def start(self) -> float:
         began = time.monotonic()
         self.process = start_prefect_server(
-            self.home, self.port, _pg_url(self.database, driver="asyncpg")
+            self.home, self.port, pg_url(self.database, driver="asyncpg")
         )
         try:
             wait_http(f"{self.api_url}/health", SERVER_START_TIMEOUT, self.process)
@@ -528,7 +528,7 @@ def locked_out(sqlite_env: Path, tmp_path: Path) -> Cli:
 
 def entry_points(cli: Cli) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Every way ConnectHub starts: argv and environment of each."""
-    connecthub = [sys.executable, "-m", "connecthub.cli"]
+    connecthub = [sys.executable, "-m", "connecthub.app.cli"]
     env = cli.env()
     up_env = {
         key: value for key, value in env.items()
@@ -545,7 +545,7 @@ def entry_points(cli: Cli) -> dict[str, tuple[list[str], dict[str, str]]]:
         "up": ([*connecthub, "up", "--data-dir", str(cli.data_dir), "--port", str(free_port()),
                 "--prefect-port", str(free_port())], up_env),
         "uvicorn app": ([sys.executable, "-m", "uvicorn", "--factory",
-                         "connecthub.main:create_app", "--port", str(free_port())], env),
+                         "connecthub.app.main:create_app", "--port", str(free_port())], env),
     }
 
 

@@ -1,6 +1,6 @@
 """Job and JobLog on both databases: the schema at head and the models matching it, save and
-read, secrets at rest, the job id CHECK constraint, the idempotent JobLog upsert, history that
-outlives its job, last_status_by_job."""
+read, secrets at rest, the job id CHECK constraint, last_status_by_job. The JobLog transitions
+are tested in test_joblog."""
 
 from __future__ import annotations
 
@@ -13,15 +13,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from connecthub.core.config import get_settings
-from connecthub.db import crud
+from connecthub.db import crud, joblog
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.db.migrate import check_schema, current_revision, head_revision, upgrade
-from connecthub.db.models import Base, Job, JobLog, RunStatus
-from connecthub.db.runlog import DatabaseUnavailableError, RunLog, upsert_attempt
+from connecthub.db.models import Base, JobLog
 from connecthub.jobs.spec import JobSpec
+from connecthub.jobs.vocabulary import RunStatus, Trigger
 from connecthub.security.fernet import decrypt_json
-from tests.engine import free_port
 
 ECHO = "tests.plugins.jobs:EchoJob"
 SECRET = "sk_live_models_5f2b9c81d4e7"
@@ -51,6 +49,17 @@ def insert_raw_job(job_id: str) -> None:
             ),
             {"id": job_id, "handler": ECHO, "now": now},
         )
+
+
+def record(flow_run_id: str, job_id: str, status: RunStatus, attempt: int = 1) -> int:
+    """A JobLog attempt in `status`, written through the store as the flow would."""
+    log_id = joblog.record_running(
+        flow_run_id, attempt, job_id=job_id, trigger=Trigger.SCHEDULE, retry_of=None,
+        snapshot_params={},
+    )
+    if status.is_final:
+        joblog.record_final(flow_run_id, attempt, status, job_id=job_id)
+    return log_id
 
 
 def log_count() -> int:
@@ -159,111 +168,6 @@ def test_database_rejects_duplicate_attempt(any_db: None) -> None:
     assert log_count() == 1
 
 
-def test_record_attempt_twice_leaves_one_row(any_db: None) -> None:
-    with session_scope() as session:
-        first = crud.record_attempt(
-            session, "fr-1", 1,
-            create={"job_id": "crm.sync", "trigger": "manual"},
-            update_values={"status": "RUNNING", "started_at": datetime.now(UTC)},
-        )
-        first_id = first.id
-    with session_scope() as session:
-        second = crud.record_attempt(
-            session, "fr-1", 1,
-            create={"job_id": "crm.sync", "trigger": "manual"},
-            update_values={"status": "SUCCESS", "result": {"ok": True}},
-        )
-        assert second.id == first_id
-        assert second.status == "SUCCESS"
-        assert second.result == {"ok": True}
-        assert second.started_at is not None  # not part of the second write, kept
-    with session_scope() as session:
-        # A create-only write of an existing attempt changes nothing.
-        again = crud.record_attempt(
-            session, "fr-1", 1, create={"job_id": "crm.sync", "status": "PENDING"}
-        )
-        assert (again.id, again.status) == (first_id, "SUCCESS")
-        # Another attempt of the same flow run is its own row.
-        other = crud.record_attempt(
-            session, "fr-1", 2, create={"job_id": "crm.sync", "trigger": "prefect-retry"},
-            update_values={"status": "RUNNING"},
-        )
-        assert other.id != first_id
-    assert log_count() == 2
-
-
-def test_non_final_write_does_not_overwrite_final_status(any_db: None) -> None:
-    with session_scope() as session:
-        crud.record_attempt(
-            session, "fr-9", 1, create={"job_id": "crm.sync"},
-            update_values={"status": RunStatus.FAILED.value, "error": "boom"},
-        )
-    with session_scope() as session:
-        late = crud.record_attempt(
-            session, "fr-9", 1, create={"job_id": "crm.sync"},
-            update_values={"status": RunStatus.RUNNING.value, "error": None},
-            overwrite_final=False,
-        )
-        assert (late.status, late.error) == ("FAILED", "boom")
-    with session_scope() as session:
-        # While not final, the same guarded write does apply ...
-        crud.record_attempt(
-            session, "fr-10", 1, create={"job_id": "crm.sync"},
-            update_values={"status": RunStatus.PENDING.value},
-        )
-        running = crud.record_attempt(
-            session, "fr-10", 1, create={"job_id": "crm.sync"},
-            update_values={"status": RunStatus.RUNNING.value}, overwrite_final=False,
-        )
-        assert running.status == "RUNNING"
-        # ... and overwrite_final=True does overwrite a final status.
-        forced = crud.record_attempt(
-            session, "fr-9", 1, create={"job_id": "crm.sync"},
-            update_values={"status": RunStatus.CRASHED.value},
-        )
-        assert forced.status == "CRASHED"
-    assert log_count() == 2
-
-
-def test_job_log_history_stays_after_job_is_deleted(any_db: None) -> None:
-    save(spec(secret_cfg={"token": SECRET}))
-    with session_scope() as session:
-        first = crud.record_attempt(
-            session, "fr-a", 1, create={"job_id": "crm.sync"},
-            update_values={"status": "FAILED", "error": "down"},
-        )
-        crud.record_attempt(
-            session, "fr-b", 1,
-            create={"job_id": "crm.sync", "trigger": "retry", "retry_of": first.id},
-            update_values={"status": "SUCCESS"},
-        )
-    with session_scope() as session:
-        crud.delete_job(session, "crm.sync")
-    with session_scope() as session:
-        assert session.get(Job, "crm.sync") is None
-        with pytest.raises(crud.JobNotFoundError):
-            crud.get_job(session, "crm.sync")
-        logs = crud.recent_logs(session, job_id="crm.sync")
-        assert [(log.flow_run_id, log.status) for log in logs] == [
-            ("fr-b", "SUCCESS"), ("fr-a", "FAILED"),
-        ]
-        assert logs[0].retry_of == logs[1].id
-        assert crud.last_status_by_job(session, ["crm.sync"]) == {"crm.sync": "SUCCESS"}
-
-
-def test_deleting_a_retried_log_nulls_retry_of(any_db: None) -> None:
-    with session_scope() as session:
-        first = crud.record_attempt(session, "fr-a", 1, create={"job_id": "j"})
-        retry = crud.record_attempt(
-            session, "fr-b", 1, create={"job_id": "j", "retry_of": first.id}
-        )
-        retry_id = retry.id
-    with get_engine().begin() as conn:
-        conn.execute(text("DELETE FROM job_log WHERE flow_run_id = 'fr-a'"))
-    with session_scope() as session:
-        assert session.get(JobLog, retry_id).retry_of is None
-
-
 def test_last_status_by_job(any_db: None) -> None:
     writes = [
         ("alpha", "fr-1", "FAILED"),
@@ -272,84 +176,14 @@ def test_last_status_by_job(any_db: None) -> None:
         ("gamma", "fr-4", "SUCCESS"),
         ("gamma", "fr-5", "CRASHED"),
     ]
-    with session_scope() as session:
-        for job_id, flow_run_id, status in writes:
-            crud.record_attempt(
-                session, flow_run_id, 1, create={"job_id": job_id},
-                update_values={"status": status},
-            )
-        # A later write of an older attempt does not make it the newest.
-        crud.record_attempt(
-            session, "fr-1", 1, create={"job_id": "alpha"}, update_values={"status": "CANCELLED"}
-        )
+    for job_id, flow_run_id, status in writes:
+        record(flow_run_id, job_id, RunStatus(status))
+    # A later write of an older attempt does not make it the newest.
+    record("fr-1", "alpha", RunStatus.CANCELLED)
     with session_scope() as session:
         assert crud.last_status_by_job(session, ["alpha", "beta", "gamma", "delta"]) == {
             "alpha": "SUCCESS", "beta": "RUNNING", "gamma": "CRASHED",
         }
         assert crud.last_status_by_job(session, ["beta"]) == {"beta": "RUNNING"}
         assert crud.last_status_by_job(session, []) == {}
-        assert [log.status for log in crud.open_logs(session)] == ["RUNNING"]
-
-
-# --- runlog: the flow process's driver-level reads and writes ----------------------------------
-
-
-def test_runlog_writes_what_the_orm_reads(any_db: None) -> None:
-    """RunLog (the DB-API driver alone) and the ORM agree on every column type."""
-    with session_scope() as session:
-        crud.save_job(session, JobSpec(
-            id="crm.sync", handler_path="tests.plugins.jobs:EchoJob", cron_expr="0 3 * * *",
-            public_cfg={"name": "Zoë", "n": [1, 2]}, secret_cfg={"token": "t0ken"},
-            timeout_seconds=30, max_retries=2, retry_delay_seconds=5, enabled=False,
-        ))
-    run_log = RunLog(get_settings().database_url)
-    try:
-        job = run_log.read_job("crm.sync")
-        assert job is not None and run_log.read_job("missing") is None
-        assert (job.handler_path, job.public_cfg, job.enabled) == (
-            "tests.plugins.jobs:EchoJob", {"name": "Zoë", "n": [1, 2]}, False)
-        assert (job.timeout_seconds, job.max_retries, job.retry_delay_seconds) == (30, 2, 5)
-        assert decrypt_json(job.secret_cfg or "") == {"token": "t0ken"}
-
-        started = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-        first = run_log.record_attempt(
-            "fr-r", 1, create={"job_id": "crm.sync", "trigger": "schedule"},
-            update_values={"status": "RUNNING", "started_at": started,
-                           "snapshot_params": {"name": "Zoë"}},
-        )
-        assert first.started_at == started
-        assert run_log.find_attempt("fr-r", 1) == first
-        assert run_log.find_attempt("fr-r", 2) is None
-        # Guarded like crud.record_attempt: a late non-final write keeps a final status.
-        run_log.record_attempt("fr-r", 1, create={"job_id": "crm.sync"},
-                               update_values={"status": "SUCCESS", "result": 7,
-                                              "duration_ms": 1234})
-        late = run_log.record_attempt("fr-r", 1, create={"job_id": "crm.sync"},
-                                      update_values={"status": "CRASHED"},
-                                      overwrite_final=False)
-        assert late.id == first.id
-    finally:
-        run_log.close()
-    with session_scope() as session:
-        row = crud.find_attempt(session, "fr-r", 1)
-        assert row is not None
-        assert (row.status, row.trigger, row.result, row.duration_ms) == (
-            "SUCCESS", "schedule", 7, 1234)
-        assert row.snapshot_params == {"name": "Zoë"}
-        assert row.started_at == started and row.created_at.tzinfo is not None
-    assert log_count() == 1
-
-
-def test_runlog_reports_an_unreachable_database_as_retryable(any_db: None) -> None:
-    url = get_settings().database_url
-    if url.startswith("sqlite"):
-        bad = "sqlite:////nonexistent-dir/connecthub.db"
-    else:
-        bad = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
-    run_log = RunLog(bad)
-    with pytest.raises(DatabaseUnavailableError):
-        run_log.read_job("crm.sync")
-    with pytest.raises(ValueError, match="unsupported"):
-        RunLog("mysql://localhost/db")
-    with pytest.raises(ValueError, match="not JobLog columns"):
-        upsert_attempt("sqlite", "fr", 1, create={"job_id": "x", "evil; DROP": 1})
+    assert joblog.open_flow_run_ids() == ["fr-2"]

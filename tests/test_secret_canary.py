@@ -53,16 +53,17 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Engine
 from starlette.routing import Mount, Route
 
+from connecthub.app.main import create_app
 from connecthub.db import crud
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JobSpec
-from connecthub.main import create_app
 from deployments.runs import run_now, wait_for_final
 from deployments.sync import remove_job, sync_job
-from tests.conftest import PG_ADMIN_URL, use_settings
-from tests.engine import CLI, start_admin, start_worker, stop_process
-from tests.test_client import Reply, ScriptedServer
+from tests.support.http import Reply, ScriptedServer
+from tests.support.pg import pg_url, prefect_database_name
+from tests.support.processes import CLI, start_admin, start_worker, stop_process
+from tests.support.settings import use_settings
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
@@ -475,9 +476,7 @@ def test_no_canary_in_connecthub_database(world: World) -> None:
 
 
 def test_no_canary_in_prefect_database(world: World, prefect_server: str) -> None:
-    name = f"prefect_test_{os.getpid()}"  # as tests/engine.py names it
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    engine = create_engine(f"{base}/{name}")
+    engine = create_engine(pg_url(prefect_database_name()))
     try:
         surface = Surface("Prefect's own database (every table)")
         rows = scan_database(surface, engine, extra=world.tokens)

@@ -36,39 +36,30 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from connecthub.admin import views as admin_views
-from connecthub.admin.auth import SESSION_COOKIE
+from connecthub.app.admin import views as admin_views
+from connecthub.app.admin.auth import SESSION_COOKIE
+from connecthub.app.main import create_app
 from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.jobs.spec import JobSpec
-from connecthub.main import create_app
 from deployments.client import PrefectUnavailableError
-from tests.engine import CLI, free_port, start_admin, stop_process
-from tests.test_admin_http import (  # noqa: F401 - anonymous, client, prefect_down: fixtures
+from tests.support.admin import (
     PASSWORD,
     SECRET_VALUE,
     USERNAME,
     RecordingClient,
-    _admin_routes,
     add_log,
-    anonymous,
-    client,
+    admin_routes,
     create_job,
     job_form,
     login,
     page_csrf_token,
-    prefect_down,
     stored_job,
 )
+from tests.support.processes import CLI, free_port, start_admin, stop_process
 
 JOB_ID = "example.hello"  # job_form's id
-
-
-@pytest.fixture
-def admin(request: pytest.FixtureRequest) -> RecordingClient:
-    """test_admin_http's logged-in client: it checks that no response leaked a secret."""
-    return request.getfixturevalue("client")
 
 
 def database_state() -> dict[str, list[tuple]]:
@@ -218,7 +209,7 @@ def test_no_route_changes_anything_on_get(
 ) -> None:
     assert create_job(admin).status_code == 302
     log_id = add_log()
-    routes = _admin_routes()
+    routes = admin_routes()
     changing = {route.name for route in routes if set(route.methods or ()) - {"GET", "HEAD"}}
     assert changing == {
         "create", "edit", "delete", "import", "login", "view-job-run_job_now",

@@ -12,26 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.engine import free_port
+from tests.support.processes import free_port, processes_with_env
 
 pytestmark = pytest.mark.engine
-
-
-def processes_with_env(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds `marker` (our unique DATA_DIR)."""
-    found = []
-    needle = marker.encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes():
-                state = (entry / "stat").read_text().split(") ", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], int, int]:
@@ -43,7 +26,7 @@ def start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], int, i
     env["CONNECTHUB_UP_TEST_MARKER"] = str(data_dir)
     port, prefect_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "connecthub.cli", "up", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "connecthub.app.cli", "up", "--data-dir", str(data_dir),
          "--port", str(port), "--prefect-port", str(prefect_port), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -82,7 +65,7 @@ def test_up_runs_the_example_and_stops_every_child(tmp_path: Path):
         assert (data_dir / "admin-password").stat().st_mode & 0o777 == 0o600
 
         run = subprocess.run(
-            [sys.executable, "-m", "connecthub.cli", "run", "example.hello", "--wait",
+            [sys.executable, "-m", "connecthub.app.cli", "run", "example.hello", "--wait",
              "--timeout", "120"],
             env={**os.environ, "DATA_DIR": str(data_dir), "DB_URL": "",
                  "FERNET_KEY_PATH": str(data_dir / "fernet.key"),

@@ -1,22 +1,21 @@
 """Reading and writing Jobs and JobLogs: the queries every entry point shares.
 
-Saving a job always goes through `save_job(spec)`, which encrypts the secrets; JobLog attempts
-are written with `record_attempt`, an upsert on (flow_run_id, attempt) so that the flow body,
-the trigger and the reconciler can each write the same attempt, in any order, without a
-duplicate row and without a late writer undoing a final status.
+Saving a job always goes through `save_job(spec)`, which copies every `JobSpec` field onto the
+row and encrypts the secrets. JobLog transitions are written by `connecthub.db.joblog` alone;
+here are the reads the admin, the CLI and the dashboard share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connecthub.db.models import Job, JobLog, utcnow
-from connecthub.db.runlog import NON_FINAL, upsert_attempt
-from connecthub.jobs.spec import JobSpec
+from connecthub.jobs.spec import JOB_FIELDS, JobSpec
 from connecthub.security.fernet import encrypt_json
 
 
@@ -41,12 +40,11 @@ def list_jobs(session: Session) -> list[Job]:
 
 def apply_spec(job: Job, spec: JobSpec, *, create_key: bool = True) -> None:
     """Copy `spec` onto `job`, encrypting the secrets (None keeps the stored ones)."""
-    for field in (
-        "name", "description", "cron_expr", "timezone", "handler_path", "public_cfg", "enabled",
-        "timeout_seconds", "max_retries", "retry_delay_seconds", "concurrency_limit", "tags",
-    ):
-        setattr(job, field, getattr(spec, field))
-    job.collision_strategy = spec.collision_strategy.value
+    for field in JOB_FIELDS:
+        if field in ("id", "secret_cfg"):
+            continue
+        value = getattr(spec, field)
+        setattr(job, field, value.value if isinstance(value, Enum) else value)
     if spec.secret_cfg is not None:
         job.secret_cfg = (
             encrypt_json(spec.secret_cfg, create_key=create_key) if spec.secret_cfg else None
@@ -96,55 +94,6 @@ def record_sync(
     if error is None:
         values.update(deployment_id=deployment_id, synced_at=utcnow())
     session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def record_attempt(
-    session: Session,
-    flow_run_id: str,
-    attempt: int,
-    *,
-    create: dict[str, Any],
-    update_values: dict[str, Any] | None = None,
-    overwrite_final: bool = True,
-) -> JobLog:
-    """Write the JobLog row of (flow_run_id, attempt) and return it (see `runlog.upsert_attempt`).
-
-    `create` are the values of a new row; on an existing row only `update_values` are written,
-    and, unless `overwrite_final`, only while the row is not yet in a final status.
-    """
-    sql, params = upsert_attempt(
-        session.get_bind().dialect.name, flow_run_id, attempt, create=create,
-        update_values=update_values, overwrite_final=overwrite_final,
-    )
-    session.execute(text(sql), params)
-    session.expire_all()
-    return session.scalars(
-        select(JobLog).where(JobLog.flow_run_id == flow_run_id, JobLog.attempt == attempt)
-    ).one()
-
-
-def find_attempt(session: Session, flow_run_id: str, attempt: int) -> JobLog | None:
-    return session.scalars(
-        select(JobLog).where(JobLog.flow_run_id == flow_run_id, JobLog.attempt == attempt)
-    ).one_or_none()
-
-
-def latest_attempt(session: Session, flow_run_id: str) -> JobLog | None:
-    return session.scalars(
-        select(JobLog)
-        .where(JobLog.flow_run_id == flow_run_id)
-        .order_by(JobLog.attempt.desc())
-        .limit(1)
-    ).one_or_none()
-
-
-def open_logs(session: Session, limit: int = 500) -> list[JobLog]:
-    """JobLogs still PENDING or RUNNING, oldest first."""
-    return list(
-        session.scalars(
-            select(JobLog).where(JobLog.status.in_(NON_FINAL)).order_by(JobLog.id).limit(limit)
-        )
-    )
 
 
 def recent_logs(session: Session, *, job_id: str | None = None, limit: int = 20) -> list[JobLog]:

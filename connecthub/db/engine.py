@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from connecthub.core.config import get_settings
-from connecthub.db.runlog import sqlite_path
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
 
 
 def make_engine(url: str) -> Engine:

@@ -4,14 +4,13 @@ Job is an integration job's configuration and its sync state with Prefect; `secr
 only a Fernet token. JobLog is one row per attempt of a flow run, unique on
 (flow_run_id, attempt), so writing an attempt twice updates it instead of duplicating it.
 JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
-RunStatus, Trigger and utcnow are defined in `runlog` (which must not import SQLAlchemy) and
-used from here too.
+The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
+to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
+an attribute left at None on INSERT).
 """
 
 from __future__ import annotations
 
-import enum
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from connecthub.db.runlog import RunStatus, Trigger, utcnow
+from connecthub.jobs.vocabulary import RunStatus, Trigger
 
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 # An id column that is BIGINT on PostgreSQL and the rowid alias on SQLite.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -60,13 +62,6 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), datetime: UTCDateTime()}
 
 
-class CollisionStrategy(enum.StrEnum):
-    """What Prefect does with a run of a job that is still running: queue it, or cancel it."""
-
-    ENQUEUE = "ENQUEUE"
-    CANCEL_NEW = "CANCEL_NEW"
-
-
 class Job(Base):
     __tablename__ = "job"
 
@@ -74,19 +69,17 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     cron_expr: Mapped[str] = mapped_column(String(120))
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64))
     handler_path: Mapped[str] = mapped_column(String(300))
-    public_cfg: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    public_cfg: Mapped[dict[str, Any]] = mapped_column(JSON)
     secret_cfg: Mapped[str | None] = mapped_column(Text)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
-    max_retries: Mapped[int] = mapped_column(Integer, default=0)
-    retry_delay_seconds: Mapped[int] = mapped_column(Integer, default=60)
-    concurrency_limit: Mapped[int | None] = mapped_column(Integer, default=1)
-    collision_strategy: Mapped[str] = mapped_column(
-        String(16), default=CollisionStrategy.ENQUEUE.value
-    )
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    max_retries: Mapped[int] = mapped_column(Integer)
+    retry_delay_seconds: Mapped[int] = mapped_column(Integer)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    collision_strategy: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deployment_id: Mapped[str | None] = mapped_column(String(36))

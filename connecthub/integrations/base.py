@@ -235,33 +235,14 @@ class BaseClient:
             started = time.perf_counter()
             response, error, retryable = self._send_once(request, method, url, redactor)
             elapsed_ms = round((time.perf_counter() - started) * 1000)
-
-            delay: float | None = None
+            delay = None
             if retryable and attempt < attempts:
                 retry_after = response.headers.get("Retry-After") if response is not None else None
                 delay = self.retry.delay(attempt, retry_after)
-            if response is not None:
-                outcome = redactor.text(f"{response.status_code} {response.reason_phrase}".strip())
-            else:
-                outcome = type(error).__name__
-            if error is None:
-                level, tail = logging.INFO, ""
-            elif delay is not None:
-                level, tail = logging.WARNING, f"; retrying in {delay:.2f}s"
-            else:
-                level, tail = logging.WARNING, "; giving up" if retryable and attempts > 1 else ""
-            self.logger.log(
-                level,
-                "%s %s -> %s in %dms (attempt %d/%d)%s",
-                method,
-                url,
-                outcome,
-                elapsed_ms,
-                attempt,
-                attempts,
-                tail,
+            self._log_attempt(
+                f"{method} {url}", response, error, elapsed_ms, (attempt, attempts),
+                delay=delay, retryable=retryable, redactor=redactor,
             )
-
             if error is None:
                 assert response is not None
                 return response
@@ -277,6 +258,35 @@ class BaseClient:
                 raise error from None  # never chain httpx errors: they hold the request headers
             self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _log_attempt(
+        self,
+        target: str,
+        response: httpx.Response | None,
+        error: Exception | None,
+        elapsed_ms: int,
+        attempt_of: tuple[int, int],
+        *,
+        delay: float | None,
+        retryable: bool,
+        redactor: Redactor,
+    ) -> None:
+        """The one log line of an attempt: outcome, time, and what happens next."""
+        attempt, attempts = attempt_of
+        if response is not None:
+            outcome = redactor.text(f"{response.status_code} {response.reason_phrase}".strip())
+        else:
+            outcome = type(error).__name__
+        if error is None:
+            level, tail = logging.INFO, ""
+        elif delay is not None:
+            level, tail = logging.WARNING, f"; retrying in {delay:.2f}s"
+        else:
+            level, tail = logging.WARNING, "; giving up" if retryable and attempts > 1 else ""
+        self.logger.log(
+            level, "%s -> %s in %dms (attempt %d/%d)%s",
+            target, outcome, elapsed_ms, attempt, attempts, tail,
+        )
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)

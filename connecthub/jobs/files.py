@@ -18,15 +18,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from connecthub.db.models import Job
-from connecthub.jobs.spec import JobSpec, JobSpecFieldError, field_errors
+from connecthub.jobs.spec import EXPORTED_FIELDS, JobSpec, JobSpecFieldError, field_errors
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-EXPORTED_FIELDS = (
-    "id", "name", "description", "cron_expr", "timezone", "handler_path", "public_cfg",
-    "enabled", "timeout_seconds", "max_retries", "retry_delay_seconds", "concurrency_limit",
-    "collision_strategy", "tags",
-)
 
 
 class JobFileError(ValueError):
@@ -96,6 +90,6 @@ def read_job_file(path: Path) -> list[JobSpec]:
     return specs
 
 
-def export_job(job: Job) -> dict[str, Any]:
-    """A job as a jobs-file entry; the secrets are never exported."""
+def export_job(job: Any) -> dict[str, Any]:
+    """A stored job (a `db.models.Job`) as a jobs-file entry; the secrets are never exported."""
     return {field: getattr(job, field) for field in EXPORTED_FIELDS}

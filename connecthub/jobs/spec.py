@@ -5,6 +5,10 @@ checked the same way everywhere: id pattern, a cron expression that Prefect will
 (five fields, or an @alias, with a next fire time), an IANA timezone, a handler path that loads a
 BaseJob, JSON objects for the configs (checked against the plugin's declared Params and Secrets),
 bounded sizes, and no unknown fields. Errors name the field; they never repeat a secret value.
+
+`JobSpec` is also the one list of a job's fields and their defaults (`JOB_FIELDS`): the row
+(`crud.apply_spec`), the jobs files and their export, and the admin form all derive from it, so a
+new field is one edit here, its column in `db.models` and a migration.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from croniter import croniter
 from croniter.croniter import CroniterBadDateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connecthub.db.models import JOB_ID_PATTERN, CollisionStrategy
 from connecthub.jobs.base import JobConfigError
+from connecthub.jobs.vocabulary import JOB_ID_PATTERN, CollisionStrategy
 from connecthub.plugins.manager import PluginError, load_job_class
 
 CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -77,13 +81,13 @@ class JobSpec(BaseModel):
     id: str = Field(min_length=1, max_length=200)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
+    handler_path: str
     cron_expr: str
     timezone: str = "UTC"
-    handler_path: str
+    enabled: bool = True
     public_cfg: dict[str, Any] = Field(default_factory=dict)
     # None keeps the stored secrets; {} clears them.
     secret_cfg: dict[str, Any] | None = None
-    enabled: bool = True
     timeout_seconds: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_retries: int = Field(default=0, ge=0, le=100)
     retry_delay_seconds: int = Field(default=60, ge=0, le=24 * 3600)
@@ -163,6 +167,11 @@ class JobSpec(BaseModel):
             except JobConfigError as error:
                 raise JobSpecFieldError("secret_cfg", str(error)) from None
         return self
+
+
+JOB_FIELDS: tuple[str, ...] = tuple(JobSpec.model_fields)
+# What an export writes: every field but the secrets, which never leave the database.
+EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name in JOB_FIELDS if name != "secret_cfg")
 
 
 class JobSpecFieldError(ValueError):

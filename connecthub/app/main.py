@@ -1,8 +1,8 @@
 """The ConnectHub web app: the admin UI at /admin and a health check at /healthz.
 
-Run it with `uvicorn connecthub.main:app` (or `--factory connecthub.main:create_app`). At start
-it runs `bootstrap.prepare()` (logging, a current schema, a key file that reads the stored
-secrets: it refuses to start otherwise) and logs where the admin login is found.
+Run it with `uvicorn connecthub.app.main:app` (or `--factory connecthub.app.main:create_app`).
+At start it runs `bootstrap.prepare()` (logging, a current schema, a key file that reads the
+stored secrets: it refuses to start otherwise) and logs where the admin login is found.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from connecthub.admin import AdminAuth, mount_admin
+from connecthub.app.admin import AdminAuth, mount_admin
 from connecthub.bootstrap import prepare
 from connecthub.db.engine import get_engine
 

@@ -29,16 +29,9 @@ from wtforms.fields import (
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import TextInput
 
-from connecthub.db.models import CollisionStrategy
-from connecthub.jobs.spec import JobSpec, JobSpecFieldError, field_errors
+from connecthub.jobs.spec import JOB_FIELDS, JobSpec, JobSpecFieldError, field_errors
+from connecthub.jobs.vocabulary import CollisionStrategy
 from connecthub.plugins.manager import available_plugins
-
-# The fields of the Job form, each named after the JobSpec field it fills.
-SPEC_FIELDS = (
-    "id", "name", "description", "handler_path", "cron_expr", "timezone", "enabled",
-    "public_cfg", "secret_cfg", "timeout_seconds", "max_retries", "retry_delay_seconds",
-    "concurrency_limit", "collision_strategy", "tags",
-)
 
 
 class DatalistInput(TextInput):
@@ -133,7 +126,7 @@ class TagListField(StringField):
 
 def spec_input(data: Mapping[str, Any]) -> dict[str, Any]:
     """The JobSpec input for the form's `data` (blank optional texts become None)."""
-    values = {name: data.get(name) for name in SPEC_FIELDS}
+    values = {name: data.get(name) for name in JOB_FIELDS}
     for name in ("name", "description"):
         values[name] = (values[name] or "").strip() or None
     values["public_cfg"] = values["public_cfg"] if values["public_cfg"] is not None else {}

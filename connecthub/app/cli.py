@@ -50,19 +50,17 @@ def _database_error(error: Exception) -> str:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Errors whose message is meant for the operator (imported late: Prefect is slow to load)."""
+    from connecthub.app.supervisor import StartupError
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
-    from connecthub.supervisor import StartupError
+    from deployments.errors import EngineError
 
-    errors: tuple[type[Exception], ...] = (
+    return (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, TimeoutError, StartupError,
+        DecryptionError, TimeoutError, StartupError, EngineError,
     )
-    if "deployments.client" in sys.modules:
-        errors += (sys.modules["deployments.client"].EngineError,)
-    return errors
 
 
 def command(func: F) -> F:
@@ -145,27 +143,11 @@ def jobs_apply(
     sync: Annotated[bool, typer.Option(help="Sync the changed jobs to Prefect.")] = True,
 ) -> None:
     """Create or update the jobs in FILE: all of them, or none if one is invalid."""
-    from connecthub.db import crud
-    from connecthub.db.engine import session_scope
-    from connecthub.jobs.files import read_job_file
+    from connecthub.app.operations import apply_job_file
 
     _prepare()
-    specs = read_job_file(file)
-    with session_scope() as session:
-        for spec in specs:
-            crud.save_job(session, spec)
-    typer.echo(f"applied {len(specs)} job(s): {', '.join(spec.id for spec in specs)}")
-    if sync:
-        _sync_and_report([spec.id for spec in specs])
-
-
-def _sync_and_report(job_ids: list[str]) -> None:
-    from deployments.sync import sync_job
-
-    for job_id in job_ids:
-        outcome = sync_job(job_id)
-        if outcome.error:
-            typer.echo(f"warning: {job_id} saved but not synced: {outcome.error}", err=True)
+    job_ids = apply_job_file(file, sync=sync, warn=lambda line: typer.echo(line, err=True))
+    typer.echo(f"applied {len(job_ids)} job(s): {', '.join(job_ids)}")
 
 
 @jobs_app.command("export")
@@ -367,32 +349,6 @@ def retry(
     _print_outcome(log.id, wait, timeout)
 
 
-def worker_environment() -> dict[str, str]:
-    """The environment of a ConnectHub worker and of the flow runs it starts."""
-    from deployments.heartbeat import HEARTBEAT_SECONDS
-
-    settings = get_settings()
-    env = dict(os.environ)
-    poll = f"{settings.worker_poll_seconds:g}"
-    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", poll)
-    # Start a scheduled run's process early; Prefect's server holds the run until its slot, so
-    # the seconds of process start-up no longer make every run late.
-    env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "30")
-    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
-    # The pool starts runs as `python -m prefect.engine`: `python` is this interpreter.
-    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent),
-                                                env.get("PATH")]))
-    # The flow process reads the same database and key file as this worker.
-    env["DATA_DIR"] = str(settings.data_dir.resolve())
-    env["DB_URL"] = settings.database_url
-    env["FERNET_KEY_PATH"] = str(settings.key_path.resolve())
-    if settings.log_dir is not None:
-        env["LOG_DIR"] = str(settings.log_dir.resolve())
-    if settings.prefect_api_url:
-        env["PREFECT_API_URL"] = settings.prefect_api_url
-    return env
-
-
 @app.command("worker")
 @command
 def worker(
@@ -402,18 +358,12 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name shown in Prefect.")] = None,
 ) -> None:
     """Start a Prefect process worker on the ConnectHub work pool."""
+    from deployments.worker import worker_argv, worker_environment
+
     _prepare()
-    settings = get_settings()
-    if not settings.prefect_api_url:
+    if not get_settings().prefect_api_url:
         raise CommandError("PREFECT_API_URL is not set: the worker needs a Prefect server")
-    argv = [
-        sys.executable, "-m", "prefect", "worker", "start",
-        "--pool", settings.work_pool, "--type", "process",
-    ]
-    if limit:
-        argv += ["--limit", str(limit)]
-    if name:
-        argv += ["--name", name]
+    argv = worker_argv(limit, name)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, worker_environment())
 
@@ -430,7 +380,7 @@ def admin(
 
     _prepare()
     uvicorn.run(
-        "connecthub.main:create_app", factory=True, host=host, port=port, reload=reload,
+        "connecthub.app.main:create_app", factory=True, host=host, port=port, reload=reload,
         proxy_headers=True,
     )
 
@@ -449,81 +399,14 @@ def up(
     ] = False,
 ) -> None:
     """Run everything on this machine: Prefect server, worker, sync loop and admin."""
-    from connecthub.admin.auth import load_credentials
-    from connecthub.db.engine import get_engine, reset_engine
-    from connecthub.db.migrate import upgrade
-    from connecthub.supervisor import Supervisor, port_free, python_child
-    from deployments.client import CODE_DIR
+    from connecthub.app.supervisor import EmbeddedOptions, run_embedded
 
     if data_dir is not None:
         os.environ["DATA_DIR"] = str(data_dir)
-    get_settings.cache_clear()
-    reset_engine()
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log_dir = settings.log_dir or settings.data_dir / "logs"
-    for wanted, what in ((port, "admin"), (prefect_port, "Prefect server")):
-        if (what == "admin" or not settings.prefect_api_url) and not port_free(host, wanted):
-            raise CommandError(f"port {wanted} for the {what} is in use: pick another with "
-                               f"--{'port' if what == 'admin' else 'prefect-port'}")
-    upgrade(get_engine())
-    _prepare()
-    credentials = load_credentials(settings)
-    env = worker_environment()
-
-    supervisor = Supervisor(say=typer.echo)
-    supervisor.install_signal_handlers()
-    died = None
-    try:
-        if not settings.prefect_api_url:
-            api_url = f"http://127.0.0.1:{prefect_port}/api"
-            server_env = {
-                **env,
-                "PREFECT_HOME": str((settings.data_dir / "prefect").resolve()),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_API_URL": api_url,
-            }
-            supervisor.start(python_child(
-                "prefect-server",
-                ["-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                 "--port", str(prefect_port)],
-                server_env, log_dir, health_url=f"{api_url}/health",
-            ))
-            os.environ["PREFECT_API_URL"] = api_url
-            get_settings.cache_clear()
-            env = worker_environment()
-        if with_example:
-            jobs_apply(CODE_DIR / "examples" / "jobs.yaml", sync=True)
-        cli = ["-m", "connecthub.cli"]
-        supervisor.start(python_child("worker", [*cli, "worker"], env, log_dir,
-                                      ready_text="started"))
-        supervisor.start(python_child("sync-loop", [*cli, "sync", "--loop"], env, log_dir,
-                                      ready_text="loop every"))
-        supervisor.start(python_child(
-            "admin", [*cli, "admin", "--host", host, "--port", str(port)], env, log_dir,
-            health_url=f"http://{host}:{port}/healthz",
-        ))
-        password = (
-            f"password in {credentials.password_file}" if credentials.password_file
-            else "password from ADMIN_PASSWORD"
-        )
-        typer.echo(
-            "\nConnectHub is up.\n"
-            f"  Admin:      http://{host}:{port}/admin  (user {credentials.username}, {password})\n"
-            f"  Prefect UI: {get_settings().ui_url}\n"
-            f"  Data:       {settings.data_dir.resolve()}  (logs in {log_dir})\n"
-            "Press Ctrl-C to stop."
-        )
-        died = supervisor.watch()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        supervisor.stop_all()
-    if died is not None:
-        raise CommandError(
-            f"{died.name} exited with status {died.exited()}; everything else was stopped. "
-            f"See {died.log_path}"
-        )
+    options = EmbeddedOptions(
+        port=port, prefect_port=prefect_port, host=host, with_example=with_example
+    )
+    run_embedded(options, say=typer.echo)
     typer.echo("stopped")
 
 

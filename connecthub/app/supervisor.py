@@ -7,6 +7,7 @@ with its output in DATA_DIR/logs/<name>.log. SIGINT or SIGTERM stops the childre
 order, each with SIGTERM, then SIGTERM again (a Prefect worker turns the first one into a
 SIGINT and may ignore it), then SIGKILL, so no process is left behind. A child that exits on its
 own is reported by name with the end of its log, the others are stopped, and `up` exits 1.
+`run_embedded` is that whole sequence; the CLI command only parses its options.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import httpx
+
+from connecthub.core.config import get_settings
+from connecthub.db.engine import get_engine, reset_engine
+from connecthub.db.migrate import upgrade
 
 STOP_GRACE_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 120.0
@@ -170,3 +176,111 @@ def python_child(
     """A child running this Python with `args`, logging to `log_dir/<name>.log`."""
     log_path = log_dir / f"{name}.log"
     return Child(name, [sys.executable, *args], env, log_path, health_url, ready_text)
+
+
+@dataclass(frozen=True)
+class EmbeddedOptions:
+    port: int = 8000
+    prefect_port: int = 4200
+    host: str = "127.0.0.1"
+    with_example: bool = False
+
+
+def _check_ports(options: EmbeddedOptions, start_prefect: bool) -> None:
+    wanted = [(options.port, "admin", "--port")]
+    if start_prefect:
+        wanted.append((options.prefect_port, "Prefect server", "--prefect-port"))
+    for port, what, flag in wanted:
+        if not port_free(options.host, port):
+            raise StartupError(f"port {port} for the {what} is in use: pick another with {flag}")
+
+
+def _banner(options: EmbeddedOptions, log_dir: Path) -> str:
+    from connecthub.app.admin.auth import load_credentials
+
+    settings = get_settings()
+    credentials = load_credentials(settings)
+    password = (
+        f"password in {credentials.password_file}" if credentials.password_file
+        else "password from ADMIN_PASSWORD"
+    )
+    return (
+        "\nConnectHub is up.\n"
+        f"  Admin:      http://{options.host}:{options.port}/admin  "
+        f"(user {credentials.username}, {password})\n"
+        f"  Prefect UI: {settings.ui_url}\n"
+        f"  Data:       {settings.data_dir.resolve()}  (logs in {log_dir})\n"
+        "Press Ctrl-C to stop."
+    )
+
+
+def _start_prefect_server(supervisor: Supervisor, options: EmbeddedOptions, log_dir: Path) -> None:
+    """The local Prefect server; from then on this process and its children use it."""
+    from deployments.server import server_api_url, server_argv, server_environment
+    from deployments.worker import worker_environment
+
+    env = server_environment(worker_environment(), get_settings().data_dir, options.prefect_port)
+    supervisor.start(Child(
+        "prefect-server", server_argv(options.prefect_port), env, log_dir / "prefect-server.log",
+        health_url=f"{server_api_url(options.prefect_port)}/health",
+    ))
+    os.environ["PREFECT_API_URL"] = server_api_url(options.prefect_port)
+    get_settings.cache_clear()
+
+
+def _start_connecthub(supervisor: Supervisor, options: EmbeddedOptions, log_dir: Path) -> None:
+    """The worker, the sync/reconcile loop and the admin, each once the one before is ready."""
+    from deployments.worker import worker_environment
+
+    env = worker_environment()
+    cli = ["-m", "connecthub.app.cli"]
+    supervisor.start(python_child("worker", [*cli, "worker"], env, log_dir, ready_text="started"))
+    supervisor.start(python_child(
+        "sync-loop", [*cli, "sync", "--loop"], env, log_dir, ready_text="loop every"
+    ))
+    supervisor.start(python_child(
+        "admin", [*cli, "admin", "--host", options.host, "--port", str(options.port)], env,
+        log_dir, health_url=f"http://{options.host}:{options.port}/healthz",
+    ))
+
+
+def run_embedded(options: EmbeddedOptions, say: Callable[[str], None] = print) -> None:
+    """`connecthub up`: start every part, wait for a signal or a death, stop them all.
+
+    Raises StartupError when a part cannot start or one dies; returns after a signal.
+    """
+    from connecthub.app.operations import apply_job_file
+    from connecthub.bootstrap import prepare
+
+    get_settings.cache_clear()  # DATA_DIR may have just been set by the caller
+    reset_engine()
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = settings.log_dir or settings.data_dir / "logs"
+    start_prefect = not settings.prefect_api_url
+    _check_ports(options, start_prefect)
+    upgrade(get_engine())
+    prepare()
+
+    supervisor = Supervisor(say=say)
+    supervisor.install_signal_handlers()
+    died = None
+    try:
+        if start_prefect:
+            _start_prefect_server(supervisor, options, log_dir)
+        if options.with_example:
+            example = Path(str(resources.files("examples") / "jobs.yaml"))
+            job_ids = apply_job_file(example, warn=say)
+            say(f"applied {len(job_ids)} job(s): {', '.join(job_ids)}")
+        _start_connecthub(supervisor, options, log_dir)
+        say(_banner(options, log_dir))
+        died = supervisor.watch()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop_all()
+    if died is not None:
+        raise StartupError(
+            f"{died.name} exited with status {died.exited()}; everything else was stopped. "
+            f"See {died.log_path}"
+        )

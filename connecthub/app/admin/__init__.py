@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from connecthub.admin.auth import AdminAuth, csrf_token
-from connecthub.admin.views import JobLogView, JobView
+from connecthub.app.admin.auth import AdminAuth, csrf_token
+from connecthub.app.admin.views import JobLogView, JobView
 from connecthub.db.engine import get_engine
 
 __all__ = ["AdminAuth", "mount_admin"]
