@@ -85,13 +85,14 @@ class Stack:
 
     # --- Prefect server -----------------------------------------------------------------
 
-    def prefect_server(self, name: str) -> Service:
-        """A fresh `prefect server start` on its own PostgreSQL database."""
+    def prefect_server(self, name: str, **settings: str) -> Service:
+        """A fresh `prefect server start` on its own PostgreSQL database, with ConnectHub's
+        server settings but for `settings`."""
         database = self.database(f"prefect_{name}")
         home = self.run_dir / f"prefect-{name}"
         port = free_port()
         process = start_prefect_server(
-            home, port, pg_url(database, driver="asyncpg")
+            home, port, pg_url(database, driver="asyncpg"), **settings
         )
         service = Service(name, process, home / "server.log", f"http://127.0.0.1:{port}/api")
         self._exit.callback(self.stop, service)

@@ -113,6 +113,13 @@ def test_manual_values_are_the_compose_defaults():
     assert environment["DATA_DIR"] == "/data"
 
 
+def test_compose_prefect_server_has_connecthubs_server_settings():
+    from deployments.server import SERVER_SETTINGS
+
+    environment = COMPOSE["services"]["prefect-server"]["environment"]
+    assert {name: environment.get(name) for name in SERVER_SETTINGS} == SERVER_SETTINGS
+
+
 def test_volumes_and_ports_line_up():
     declared = set(COMPOSE["volumes"])
     for name, service in COMPOSE["services"].items():

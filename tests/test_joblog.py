@@ -175,3 +175,26 @@ def test_an_unreachable_database_is_retried_then_reported(
         joblog.with_db_retry(lambda: joblog.retry_link("fr", 1, None, engine=unreachable), "x")
     with pytest.raises(ZeroDivisionError):
         joblog.with_db_retry(lambda: 1 / 0, "x")
+
+
+def test_queued_moves_only_a_run_that_has_not_started(any_db: None) -> None:
+    # A scheduled run held for a slot has no row yet: QUEUED creates it, with what it knows.
+    joblog.record_queued("fr-q", 1, job_id="crm.sync", trigger=Trigger.SCHEDULE, retry_of=None,
+                         snapshot_params=None)
+    assert joblog.find_attempt("fr-q", 1).status == RunStatus.QUEUED
+    assert joblog.open_flow_run_ids() == ["fr-q"]
+    # A run now that Prefect holds goes from PENDING to QUEUED, then RUNNING when it starts.
+    joblog.record_pending("fr-p", job_id="crm.sync", trigger=Trigger.MANUAL, retry_of=None,
+                          snapshot_params=None)
+    joblog.record_queued("fr-p", 1, job_id="crm.sync", trigger=Trigger.MANUAL, retry_of=None,
+                         snapshot_params=None)
+    assert joblog.find_attempt("fr-p", 1).status == RunStatus.QUEUED
+    running("fr-p")
+    # A late QUEUED (the reconciler read Prefect before the run started) changes nothing.
+    joblog.record_queued("fr-p", 1, job_id="crm.sync", trigger=Trigger.MANUAL, retry_of=None,
+                         snapshot_params=None)
+    assert joblog.find_attempt("fr-p", 1).status == RunStatus.RUNNING
+    joblog.record_final("fr-p", 1, RunStatus.SUCCESS, job_id="crm.sync")
+    joblog.record_queued("fr-p", 1, job_id="crm.sync", trigger=Trigger.MANUAL, retry_of=None,
+                         snapshot_params=None)
+    assert joblog.find_attempt("fr-p", 1).status == RunStatus.SUCCESS

@@ -219,7 +219,8 @@ def _start_prefect_server(supervisor: Supervisor, options: EmbeddedOptions, log_
     from deployments.server import server_api_url, server_argv, server_environment
     from deployments.worker import worker_environment
 
-    env = server_environment(worker_environment(), get_settings().data_dir, options.prefect_port)
+    home = get_settings().data_dir / "prefect"
+    env = server_environment(worker_environment(), home, options.prefect_port)
     supervisor.start(Child(
         "prefect-server", server_argv(options.prefect_port), env, log_dir / "prefect-server.log",
         health_url=f"{server_api_url(options.prefect_port)}/health",

@@ -2,10 +2,12 @@
 
 A JobLog row is one attempt of one flow run, unique on (flow_run_id, attempt). Several writers
 touch the same attempt, in any order: `record_pending` (run now and retry, before the flow
-starts), the flow body (`record_running`, then `record_final`), and Prefect's view of a run
-that ended without its body recording it (`mirror_final`: the flow's crash and cancellation
-hooks, and the reconciler). Each transition is one upsert of that row, so repeating a write is
-harmless, and `mirror_final` never replaces a final status a body wrote. A Prefect-UI retry
+starts), `record_queued` (the reconciler: Prefect holds the run for a concurrency slot), the flow
+body (`record_running`, then `record_final`), and Prefect's view of a run that ended without its
+body recording it (`mirror_final`: the flow's crash and cancellation hooks, and the
+reconciler). Each transition is one upsert of that row, so repeating a write is harmless;
+`record_queued` only moves a row that has not started, and `mirror_final` never replaces a final
+status a body wrote. A Prefect-UI retry
 reruns the same flow run as the next attempt; `retry_link` gives it the previous attempt's id
 as `retry_of`, whichever writer records it first.
 
@@ -43,12 +45,12 @@ def _upsert(
     *,
     create: dict[str, Any],
     update: dict[str, Any],
-    overwrite_final: bool = True,
+    only_while: frozenset[RunStatus] | None = None,
 ) -> int:
     """Write the row (flow_run_id, attempt) and return its id.
 
     `create` (and `update`) are the values of a new row; an existing row gets only `update`,
-    and, unless `overwrite_final`, only while it is not yet in a final status.
+    and, with `only_while`, only while its status is one of those.
     """
     insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(_table)
     statement = insert.values(
@@ -58,7 +60,7 @@ def _upsert(
         statement = statement.on_conflict_do_update(
             index_elements=["flow_run_id", "attempt"],
             set_={name: statement.excluded[name] for name in update},
-            where=None if overwrite_final else _table.c.status.in_(NON_FINAL),
+            where=None if only_while is None else _table.c.status.in_(only_while),
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=["flow_run_id", "attempt"])
@@ -123,6 +125,27 @@ def record_pending(
             "status": RunStatus.PENDING.value, "snapshot_params": snapshot_params,
         },
         update={},
+    )
+
+
+def record_queued(
+    flow_run_id: str,
+    attempt: int,
+    *,
+    job_id: str,
+    trigger: Trigger,
+    retry_of: int | None,
+    snapshot_params: dict[str, Any] | None,
+) -> int:
+    """Prefect holds this attempt until its job's concurrency limit frees a slot."""
+    return _upsert(
+        get_engine(), flow_run_id, attempt,
+        create={
+            "job_id": job_id, "trigger": trigger.value, "retry_of": retry_of,
+            "snapshot_params": snapshot_params,
+        },
+        update={"status": RunStatus.QUEUED.value},
+        only_while=frozenset({RunStatus.PENDING, RunStatus.QUEUED}),
     )
 
 
@@ -197,7 +220,7 @@ def mirror_final(
             "snapshot_params": snapshot_params,
         },
         update=values,
-        overwrite_final=False,
+        only_while=NON_FINAL,
     )
 
 
@@ -219,7 +242,7 @@ def latest_attempt(flow_run_id: str) -> JobLog | None:
 
 
 def open_flow_run_ids(limit: int = 500) -> list[str]:
-    """The flow runs of JobLogs still PENDING or RUNNING, oldest first."""
+    """The flow runs of JobLogs not yet final, oldest first."""
     with get_engine().connect() as connection:
         return [
             flow_run_id

@@ -23,6 +23,8 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 class RunStatus(enum.StrEnum):
     PENDING = "PENDING"
+    # Prefect holds the run until the job's concurrency limit frees a slot.
+    QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
@@ -34,7 +36,7 @@ class RunStatus(enum.StrEnum):
         return self not in NON_FINAL
 
 
-NON_FINAL = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+NON_FINAL = frozenset({RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING})
 
 
 class Trigger(enum.StrEnum):

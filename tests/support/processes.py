@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from deployments.server import server_argv, server_environment
+
 SERVER_START_TIMEOUT = 90
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "connecthub.app.cli"]
@@ -55,20 +57,17 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
             continue
 
 
-def start_prefect_server(home: Path, port: int, database_url: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-    )
+def start_prefect_server(
+    home: Path, port: int, database_url: str, **overrides: str
+) -> subprocess.Popen[bytes]:
+    """A real `prefect server start` with ConnectHub's server settings (but for `overrides`),
+    on `database_url`."""
+    env = server_environment(dict(os.environ), home, port)
+    env.update(PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url, **overrides)
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "server.log", "wb")  # noqa: SIM115 - the process owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        server_argv(port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 

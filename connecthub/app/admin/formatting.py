@@ -19,6 +19,7 @@ from connecthub.jobs.vocabulary import RunStatus
 
 STATUS_BADGES = {
     RunStatus.PENDING: "bg-secondary",
+    RunStatus.QUEUED: "bg-purple",
     RunStatus.RUNNING: "bg-blue",
     RunStatus.SUCCESS: "bg-green",
     RunStatus.FAILED: "bg-red",
