@@ -1,19 +1,39 @@
-"""How ConnectHub starts a Prefect worker on its work pool, and the environment of its runs.
+"""`connecthub worker`: a Prefect process worker on ConnectHub's pool, beside its fork server.
 
 The worker polls every CONNECTHUB_WORKER_POLL_SECONDS, starts scheduled runs 30 s early (the
 server holds each run until its slot, so process start-up no longer makes runs late), makes
 every flow run send heartbeats (see `deployments.heartbeat`), and hands its runs the same
 database, key file, log directory and Prefect server as ConnectHub's own processes.
+
+`run_worker` starts two children with that one environment: the fork server
+(`deployments.forkserver`, the warm parent every run's process is forked from: the pool's
+command is `deployments.launcher`) and Prefect's own worker. It forwards SIGTERM and SIGINT to
+both, restarts a fork server that died (runs start cold meanwhile: the launcher falls back to a
+fresh `python -m prefect.engine` with a warning), and when the worker exits, stops the fork
+server and exits as the worker did. Both children get PR_SET_PDEATHSIG, so they stop when
+`connecthub worker` dies, even by SIGKILL. With CONNECTHUB_WARM_START=false only the worker
+runs, and every run starts cold, without a warning.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from connecthub.core.config import get_settings
 from deployments.heartbeat import HEARTBEAT_SECONDS
+from deployments.launcher import SOCKET_ENV, SOCKET_NAME, WARM_START_OFF
+
+logger = logging.getLogger("connecthub.worker")
+PR_SET_PDEATHSIG = 1
+FORKSERVER_READY_SECONDS = 60.0
+STOP_GRACE_SECONDS = 10.0
 
 
 def worker_environment() -> dict[str, str]:
@@ -28,6 +48,10 @@ def worker_environment() -> dict[str, str]:
         filter(None, [str(Path(sys.executable).parent), env.get("PATH")])
     )
     env["DATA_DIR"] = str(settings.data_dir.resolve())
+    if not settings.warm_start:
+        env[SOCKET_ENV] = WARM_START_OFF
+    # Unix socket paths hold 107 bytes: with a long DATA_DIR, set it somewhere shorter.
+    env.setdefault(SOCKET_ENV, str(settings.data_dir.resolve() / SOCKET_NAME))
     env["DB_URL"] = settings.database_url
     env["FERNET_KEY_PATH"] = str(settings.key_path.resolve())
     if settings.log_dir is not None:
@@ -48,3 +72,87 @@ def worker_argv(limit: int | None = None, name: str | None = None) -> list[str]:
     if name:
         argv += ["--name", name]
     return argv
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _ForkServer:
+    """The fork server child: started, waited for, and started again when it dies."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.socket = Path(env[SOCKET_ENV])
+        self.process: subprocess.Popen[bytes] | None = None
+        self.backoff = 1.0
+        self.restart_at = 0.0
+
+    def start(self) -> None:
+        self.process = _start([sys.executable, "-m", "deployments.forkserver"], self.env)
+        deadline = time.monotonic() + FORKSERVER_READY_SECONDS
+        # It listens once its imports are done; until then runs start cold.
+        while not self.socket.exists() and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                logger.warning("the fork server is not listening after %.0f s; runs start cold "
+                               "until it is", FORKSERVER_READY_SECONDS)
+                return
+            time.sleep(0.1)
+
+    def watch(self) -> None:
+        """Start it again, with a backoff, if it died."""
+        if self.process is None or self.process.poll() is None:
+            return
+        now = time.monotonic()
+        if self.restart_at == 0.0:
+            logger.warning("the fork server exited with status %s; runs start cold until it is "
+                           "back (in %.0f s)", self.process.returncode, self.backoff)
+            self.restart_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, 60.0)
+        elif now >= self.restart_at:
+            self.restart_at = 0.0
+            self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+def run_worker(limit: int | None = None, name: str | None = None) -> int:
+    """Run the fork server (unless warm start is off) and the worker; the worker's exit code."""
+    env = worker_environment()
+    forkserver = _ForkServer(env) if env[SOCKET_ENV] != WARM_START_OFF else None
+    if forkserver is not None:
+        forkserver.start()
+    worker = _start(worker_argv(limit, name), env)
+
+    def forward(signum: int, _frame: object) -> None:
+        worker.send_signal(signum)  # the worker stops first; the fork server once it has
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        while worker.poll() is None:
+            if forkserver is not None:
+                forkserver.watch()
+            time.sleep(0.5)
+    finally:
+        _stop(worker)
+        if forkserver is not None:
+            forkserver.stop()
+    return worker.returncode

@@ -25,7 +25,7 @@ from deployments.heartbeat import (
 )
 from deployments.reconcile import reconcile_flow_runs
 from deployments.runs import retry, run_now, wait_for_final
-from deployments.sync import ENGINE_COMMAND, _Syncer, sync_all, sync_job
+from deployments.sync import ENGINE_COMMAND, POOL_COMMAND, _Syncer, sync_all, sync_job
 from tests.support.jobs import (
     CANARY,
     assert_canary_absent_from_prefect,
@@ -101,7 +101,7 @@ def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
     assert row.sync_error is None and row.deployment_id == str(deployment("down.a").id)
 
 
-def test_work_pool_starts_the_engine_directly(pg_env: None, prefect_server: str,
+def test_work_pool_starts_runs_through_the_launcher(pg_env: None, prefect_server: str,
                                               monkeypatch: pytest.MonkeyPatch):
     def ensure() -> tuple[int, str | None]:
         """One infrastructure pass: (its writes, the pool's command)."""
@@ -115,14 +115,19 @@ def test_work_pool_starts_the_engine_directly(pg_env: None, prefect_server: str,
     use_settings(monkeypatch, CONNECTHUB_WORK_POOL=pool)
     chosen = "nice python -m prefect.engine"
     try:
-        assert ensure() == (1, ENGINE_COMMAND)
-        assert ensure() == (0, ENGINE_COMMAND)
-        # A pool made without the command (an older ConnectHub, by hand) gets it once;
-        # a command the operator chose is kept.
+        assert ensure() == (1, POOL_COMMAND)
+        assert ensure() == (0, POOL_COMMAND)
+        # A pool made without the command (by hand) or starting the engine directly (an older
+        # ConnectHub) gets it once; a command the operator chose is kept.
         with prefect_client() as client:
             client.delete_work_pool(pool)
             client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        assert ensure() == (1, ENGINE_COMMAND)
+        assert ensure() == (1, POOL_COMMAND)
+        with prefect_client() as client:
+            template = client.read_work_pool(pool).base_job_template
+            template["variables"]["properties"]["command"]["default"] = ENGINE_COMMAND
+            client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
+        assert ensure() == (1, POOL_COMMAND)
         with prefect_client() as client:
             template = client.read_work_pool(pool).base_job_template
             template["variables"]["properties"]["command"]["default"] = chosen
