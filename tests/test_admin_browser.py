@@ -20,26 +20,15 @@ from sqlalchemy import func, select
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus
+from tests.support.browser import chromium, log_in
 from tests.support.processes import start_admin, stop_process
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The screenshots in docs/screenshots are refreshed with
 # CONNECTHUB_SCREENSHOTS=docs/screenshots ./connecthub.sh test tests/test_admin_browser.py
 SCREENSHOTS = REPO_ROOT / os.environ.get("CONNECTHUB_SCREENSHOTS", "test-artifacts/screenshots")
-USERNAME = os.environ.get("ADMIN_USERNAME", "admin")
 SECRET_VALUE = "demo-token"
 JOB_ID = "example.hello"
 RUN_TIMEOUT_MS = 120_000
@@ -55,17 +44,8 @@ def admin_server(worker: Path, session_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium` "
-            "(these tests never download a browser)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -96,13 +76,12 @@ class Pages:
                 assert text not in html, f"{url} contains a secret"
 
 
-def log_in(page) -> None:  # type: ignore[no-untyped-def]
-    page.goto("/admin/job/list")
-    assert page.url.endswith("/admin/login")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", os.environ["ADMIN_PASSWORD"])
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/$"))
+def choose_handler(page, handler: str) -> None:  # type: ignore[no-untyped-def]
+    """Type a handler and leave the field: the form comes back with the plugin's fields."""
+    page.fill("#handler_path", handler)
+    with page.expect_navigation():
+        page.dispatch_event("#handler_path", "change")
+    assert page.input_value("#handler_path") == handler
 
 
 FINAL_STATUS = ", ".join(
@@ -149,17 +128,17 @@ def test_operator_creates_runs_and_retries_a_job(page) -> None:  # type: ignore[
     page.goto("/admin/job/create")
     page.fill("#id", JOB_ID)
     page.fill("#name", "Hello Mars")
-    page.fill("#handler_path", "extensions.example.job:ExampleJob")
+    choose_handler(page, "extensions.example.job:ExampleJob")  # brings ExampleJob's fields
     page.fill("#cron_expr", "*/10 * * * * *")
     page.fill("#timezone", "UTC")
-    page.fill("#public_cfg", '{"name":"Mars"}')
-    page.fill("#secret_cfg", '{"token":"demo-token"}')
+    page.fill("#params-name", "Mars")
+    page.fill("#secrets-token", SECRET_VALUE)
     page.click("input[type=submit][value=Save]")
     cron_error = page.locator("#cron_expr ~ .invalid-feedback")
     assert "exactly 5 fields" in cron_error.inner_text()
     assert cron_error.is_visible()
-    assert page.input_value("#secret_cfg") == ""  # the secret is not sent back
-    assert page.input_value("#public_cfg") == '{"name":"Mars"}'
+    assert page.input_value("#secrets-token") == ""  # the secret is not sent back
+    assert page.input_value("#params-name") == "Mars"
     pages.keep()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 1560})  # the whole form, sidebar included
@@ -168,7 +147,7 @@ def test_operator_creates_runs_and_retries_a_job(page) -> None:  # type: ignore[
     assert stored_token() is None
 
     page.fill("#cron_expr", "* * * * *")
-    page.fill("#secret_cfg", '{"token":"demo-token"}')
+    page.fill("#secrets-token", SECRET_VALUE)
     page.click("input[type=submit][value=Save]")
     page.wait_for_url(re.compile(r"/admin/job/list"))
     pages.keep()

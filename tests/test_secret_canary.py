@@ -4,8 +4,8 @@ One canary per test session (`cnry-<uuid4 hex>`) is the `token` secret of three 
 real worker on a real Prefect server:
 
 - `canary.ok`      EchoJob, succeeds;
-- `canary.leaky`   LeakyFailingJob: logs the secret and the repr of the secrets, prints the
-                   secret and raises with it in the message;
+- `canary.leaky`   LeakyFailingJob: in a step named after the secret, logs the secret and the
+                   repr of the secrets, prints the secret and raises with it in the message;
 - `canary.client`  FailingRequestJob: a BaseClient request to a local server with the canary as
                    bearer token and in `?api_key=`; the server answers 503 then 401 and echoes
                    the canary in its error bodies. It is run once more by the admin's Retry.
@@ -20,9 +20,10 @@ base64 (standard and urlsafe, padded or not, at every byte alignment) and, outsi
 - the output of every process started here: the worker and its flow processes, the admin,
   `jobs export`, and the Prefect server's log; the LOG_DIR files of the worker, the admin and
   the CLI;
-- the Prefect API: flow runs and their state history, task runs, deployments, flows, all logs,
-  events (POST /events/filter over the test window, every page), artifacts, variables, block
-  documents, work pools, automations;
+- the Prefect API: flow runs (their names too) and their state history, task runs (the steps:
+  names, states and their messages), deployments, flows, all logs, events (POST /events/filter
+  over the test window, every page), artifacts (each run's JobLog link and result or error),
+  variables, block documents, work pools, automations;
 - every admin page a logged-in operator can GET (routes enumerated from the app, with the real
   job and JobLog ids), the search results, and every response (bodies and headers);
 - `connecthub jobs export` in YAML and JSON.
@@ -557,6 +558,8 @@ def test_no_canary_in_the_prefect_api(world: World, prefect_server: str) -> None
             flow_runs += scan_json("flow runs", page)
         counts["flow runs"] = len(flow_runs)
         assert set(world.flow_run_ids) <= {run["id"] for run in flow_runs}
+        names = [run["name"] for run in flow_runs if run["id"] in world.flow_run_ids]
+        assert all(name.startswith(tuple(JOBS)) and " · " in name for name in names), names
         states = 0
         for run in flow_runs:
             response = client.get("/flow_run_states/", params={"flow_run_id": run["id"]})
@@ -581,6 +584,13 @@ def test_no_canary_in_the_prefect_api(world: World, prefect_server: str) -> None
                 assert any("***" in item["message"] for item in run_logs)
             if name == "deployments":
                 assert set(JOBS) <= {item["name"] for item in items}
+            of_runs = [item for item in items if item.get("flow_run_id") in world.flow_run_ids]
+            if name == "task runs":  # the steps reached Prefect, their names masked
+                assert "call the remote with ***" in {item["name"] for item in of_runs}
+                assert {"load job", "run plugin"} <= {item["name"] for item in of_runs}
+            if name == "artifacts":  # every run has its JobLog link, the failed their error
+                assert {item["flow_run_id"] for item in of_runs} == set(world.flow_run_ids)
+                assert any("remote refused token ***" in item["data"] for item in of_runs)
 
         response = client.post("/block_documents/filter", json={"include_secrets": True})
         response.raise_for_status()

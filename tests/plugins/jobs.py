@@ -16,14 +16,16 @@ class EchoJob(BaseJob):
 
 
 class LeakyFailingJob(BaseJob):
-    """Logs its secret, its repr and prints it, then raises with the secret in the message."""
+    """In a step named after its secret, logs the secret, its repr and prints it, then raises
+    with the secret in the message."""
 
     def run(self, params: dict[str, Any], secrets: dict[str, Any]) -> Any:
         token = secrets["token"]
-        self.logger.info("about to use token %s", token)
-        self.logger.warning("secrets are %r", secrets)
-        print(f"printing the token {token}")
-        raise RuntimeError(f"remote refused token {token}")
+        with self.step(f"call the remote with {token}"):
+            self.logger.info("about to use token %s", token)
+            self.logger.warning("secrets are %r", secrets)
+            print(f"printing the token {token}")
+            raise RuntimeError(f"remote refused token {token}")
 
 
 class SleepJob(BaseJob):
