@@ -1,0 +1,69 @@
+"""Alerts with the real engine: a job whose plugin fails with its secret in the error alerts a
+local webhook once, without the secret; a worker killed under a pool alerts "no worker" once;
+and the admin's dashboard (in Chromium, see test_dashboard_browser) shows the worker offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from connecthub.alerts import add_channel
+from connecthub.db.engine import session_scope
+from deployments.alerting import run_alerting
+from deployments.health import snapshot
+from deployments.runs import run_now, wait_for_final
+from deployments.sync import sync_job
+from tests.support.http import ScriptedServer
+from tests.support.jobs import CANARY, save
+
+pytestmark = pytest.mark.engine
+
+
+def bodies(hook: ScriptedServer) -> list[dict[str, Any]]:
+    return [json.loads(request.body) for request in hook.received]
+
+
+def poll_alerts(hook: ScriptedServer, title_part: str, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run_alerting()
+        found = [body for body in bodies(hook) if title_part in body["title"]]
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"no alert with {title_part!r}; got {bodies(hook)}")
+
+
+def test_a_failing_job_and_a_killed_worker_alert_once_each(own_pool: Any) -> None:
+    with ScriptedServer() as hook:
+        with session_scope() as session:
+            add_channel(session, "hook", f"json://127.0.0.1:{hook.url.rsplit(':', 1)[1]}/a",
+                        default=True)
+        save("canary.fails", handler="tests.plugins.jobs:LeakyFailingJob",
+             secret_cfg={"token": CANARY})
+        assert sync_job("canary.fails").error is None
+        final = wait_for_final(run_now("canary.fails").id, timeout_seconds=120)
+        assert final.status == "FAILED"
+
+        failing = poll_alerts(hook, "canary.fails FAILED", timeout=30)
+        assert len(failing) == 1
+        assert "remote refused token ***" in failing[0]["message"]
+        assert f"/admin/job-log/details/{final.id}" in failing[0]["message"]
+        assert snapshot().workers_online == 1
+
+        os.killpg(own_pool.pid, signal.SIGKILL)
+        own_pool.wait(timeout=10)
+        missing = poll_alerts(hook, "no worker on pool", timeout=90)
+        assert snapshot().workers_online == 0
+        for _ in range(3):  # later passes see the same silence: no second alert
+            run_alerting()
+        titles = [body["title"] for body in bodies(hook)]
+        assert titles.count(missing[0]["title"]) == 1
+        assert titles.count(failing[0]["title"]) == 1
+        for body in bodies(hook):
+            assert CANARY not in json.dumps(body)
