@@ -5,12 +5,14 @@ without waiting and write its JobLog row at once (PENDING), so the caller can sh
 execution straight away; the flow body then fills in the same row. A retry reruns either the
 exact `snapshot_params` of the retried execution (`use="snapshot"`) or the job's current
 public_cfg (`use="current"`), and links the new row to the old one with `retry_of`. The trigger
-travels as a flow-run tag, never as a parameter.
+travels as a flow-run tag, never as a parameter; the run is created with its readable name
+(`vocabulary.flow_run_name`), so the Prefect UI shows it before the run starts.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -21,7 +23,7 @@ from connecthub.db import joblog
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.base import JobConfigError
-from connecthub.jobs.vocabulary import RunStatus, Trigger, trigger_tag
+from connecthub.jobs.vocabulary import RunStatus, Trigger, flow_run_name, trigger_tag
 from connecthub.plugins.manager import PluginError, load_job_class
 from deployments.client import (
     PrefectUnavailableError,
@@ -47,10 +49,11 @@ def _create_flow_run(
     job_id: str, deployment_id: str | None, parameters: dict[str, Any], trigger: Trigger
 ) -> FlowRun:
     """A flow run of the job's deployment; re-synced first when Prefect does not know it."""
+    name = flow_run_name(job_id, datetime.now(UTC), trigger, parameters.get("retry_of"))
 
     def create(client: SyncPrefectClient, deployment: str) -> FlowRun:
         return client.create_flow_run_from_deployment(
-            UUID(deployment), parameters=parameters, tags=[trigger_tag(trigger)]
+            UUID(deployment), parameters=parameters, tags=[trigger_tag(trigger)], name=name
         )
 
     with prefect_client() as client:

@@ -16,6 +16,9 @@ suite's server) and to the compose file's `prefect-server`:
   is one more chance for Prefect's read-then-write requests (a run's labels, a worker's heartbeat)
   to fail with "database is locked" (answered 503). A dead worker is still marked offline within
   a few minutes, and ConnectHub's own heartbeat automation does not depend on it.
+- PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED=events,orphans (Prefect: events): ConnectHub's
+  retention deletes old flow runs through the API (deployments/retention.py); Prefect's vacuum
+  then removes their logs, states and task runs, which the API delete leaves behind.
 - PREFECT_SERVER_ANALYTICS_ENABLED=false: no telemetry from an operator's machine.
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite).
@@ -30,6 +33,7 @@ SERVER_SETTINGS = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,orphans",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 

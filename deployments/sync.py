@@ -3,7 +3,8 @@
 Each Job is one deployment named after the job id, of the flow `connecthub-execute-job`, in the
 ConnectHub work pool, with parameters `{"job_id": ...}`, the job's cron schedule and timezone,
 its concurrency limit and collision strategy, and its tags; a disabled job's deployment is
-paused. Syncing reads what exists, compares it with what should, and writes only the
+paused; its description links the job's page in the admin (ADMIN_URL). Syncing reads what
+exists, compares it with what should, and writes only the
 difference, so a no-op sync makes no write and editing one job touches only its deployment.
 A changed cron is updated in place (`update_deployment_schedule`): the schedule keeps its id,
 and with it Prefect's idempotency keys for runs already scheduled, so no slot runs twice.
@@ -14,10 +15,13 @@ CONNECTHUB_SYNC_INTERVAL_SECONDS (15 s). Prefect being down never fails a save: 
 the error in `sync_error` and the next sync catches up.
 
 The sync also creates the work pool. Its job template starts each run as
-`python -m prefect.engine` (ENGINE_COMMAND) instead of Prefect's default, the workspace
-supervisor, which starts Python and imports Prefect once more before it execs the engine: about
-1.5-2 s of CPU saved per run (docs/benchmarks.md). `connecthub worker` puts its own interpreter
-first on PATH, so `python` is ConnectHub's.
+`python -m deployments.launcher` (POOL_COMMAND), which has the run's process forked from the
+worker's warm fork server (see deployments/forkserver.py), or execs `python -m prefect.engine`
+(ENGINE_COMMAND) when there is none. Either skips Prefect's default, the workspace supervisor,
+which starts Python and imports Prefect once more before it execs the engine. A pool without a
+command, or with ENGINE_COMMAND (an older ConnectHub's), is given POOL_COMMAND; a command an
+operator chose is kept. `connecthub worker` puts its own interpreter first on PATH, so `python`
+is ConnectHub's.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job
-from connecthub.jobs.vocabulary import BASE_TAG, FLOW_NAME
+from connecthub.jobs.vocabulary import BASE_TAG, FLOW_NAME, admin_job_url
 from deployments.client import (
     CODE_DIR,
     ENTRYPOINT,
@@ -57,12 +61,13 @@ from deployments.heartbeat import ensure_heartbeat_automation
 logger = logging.getLogger("connecthub.sync")
 PAGE_SIZE = 200
 ENGINE_COMMAND = "python -m prefect.engine"
+POOL_COMMAND = "python -m deployments.launcher"
 
 
 def pool_job_template() -> dict[str, Any]:
-    """Prefect's process job template with the engine started directly."""
+    """Prefect's process job template, its runs started by ConnectHub's launcher."""
     template = ProcessWorker.get_default_base_job_template()
-    template["variables"]["properties"]["command"]["default"] = ENGINE_COMMAND
+    template["variables"]["properties"]["command"]["default"] = POOL_COMMAND
     return template
 
 
@@ -87,9 +92,11 @@ class DesiredDeployment:
 
     @classmethod
     def of(cls, job: Job, work_pool: str) -> DesiredDeployment:
+        job_page = admin_job_url(get_settings().admin_url, job.id)
+        link = f"[{job.id} in the ConnectHub admin]({job_page})"
         return cls(
             name=job.id,
-            description=job.description or job.name,
+            description=f"{job.description or job.name}\n\n{link}",
             parameters={"job_id": job.id},
             tags=sorted({BASE_TAG, *(job.tags or [])}),
             cron=job.cron_expr,
@@ -197,8 +204,9 @@ class _Syncer:
     def ensure_infrastructure(self) -> None:
         """The work pool and the zombie-run automation exist (reads only, once created).
 
-        A pool whose template leaves `command` unset (made by an older ConnectHub, or by hand)
-        gets ENGINE_COMMAND; a command an operator chose is left alone.
+        A pool whose template leaves `command` unset (made by hand) or starts the engine
+        directly (made by an older ConnectHub) gets POOL_COMMAND; a command an operator chose is
+        left alone.
         """
         pool = read_or_none(lambda: self.client.read_work_pool(self.settings.work_pool))
         if pool is None:
@@ -210,9 +218,11 @@ class _Syncer:
                 overwrite=False,
             )
             self.writes += 1
-        elif pool.type == "process" and _pool_command(pool.base_job_template) is None:
+        elif pool.type == "process" and _pool_command(pool.base_job_template) in (
+            None, ENGINE_COMMAND
+        ):
             template = pool.base_job_template or pool_job_template()
-            template["variables"]["properties"]["command"]["default"] = ENGINE_COMMAND
+            template["variables"]["properties"]["command"]["default"] = POOL_COMMAND
             self.client.update_work_pool(pool.name, WorkPoolUpdate(base_job_template=template))
             self.writes += 1
         self.writes += ensure_heartbeat_automation(self.client)

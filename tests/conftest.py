@@ -67,7 +67,9 @@ def pg_env(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     use_settings(monkeypatch, **_session_env())
     yield
     with get_engine().begin() as conn:
-        conn.execute(text("TRUNCATE job_log, job RESTART IDENTITY"))
+        conn.execute(text(
+            "TRUNCATE job_log, job, alert_channel, alert_delivery, loop_state RESTART IDENTITY"
+        ))
     monkeypatch.undo()
     use_settings(None, **_session_env())
 

@@ -238,7 +238,8 @@ def test_create_job_encrypts_the_secret_and_never_shows_it(client: RecordingClie
 
     edit_page = client.get("/admin/job/edit/example.hello")
     assert edit_page.status_code == 200
-    assert 'name="secret_cfg"' in edit_page.text
+    # ExampleJob declares its Secrets: one password field per secret, never filled.
+    assert 'name="secrets-token" type="password" value=""' in edit_page.text
     details = client.get("/admin/job/details/example.hello")
     assert "stored, encrypted" in details.text
     assert client.get("/admin/job/list?search=hello").status_code == 200

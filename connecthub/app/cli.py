@@ -24,8 +24,12 @@ from connecthub.core.logging import mask
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs as code: apply, export, list, delete.")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alert channels: add, list, test, delete.")
+logs_app = typer.Typer(help="The JobLog: the newest entries, or one execution whole.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(logs_app, name="logs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,6 +54,7 @@ def _database_error(error: Exception) -> str:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Errors whose message is meant for the operator (imported late: Prefect is slow to load)."""
+    from connecthub.alerts import ChannelError
     from connecthub.app.supervisor import StartupError
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
@@ -59,7 +64,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
 
     return (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, TimeoutError, StartupError, EngineError,
+        DecryptionError, TimeoutError, StartupError, EngineError, ChannelError,
     )
 
 
@@ -212,34 +217,210 @@ def jobs_delete(job_id: str) -> None:
         typer.echo(f"warning: {error}", err=True)
 
 
-@app.command("logs")
+def _log_record(row: Any, *, whole: bool = False) -> dict[str, Any]:
+    """A JobLog row as JSON; `whole` adds the params and result (the list leaves them out)."""
+    record = {
+        "id": row.id, "job_id": row.job_id, "status": row.status, "trigger": row.trigger,
+        "attempt": row.attempt, "flow_run_id": row.flow_run_id, "retry_of": row.retry_of,
+        "created_at": row.created_at, "started_at": row.started_at,
+        "finished_at": row.finished_at, "duration_ms": row.duration_ms, "error": row.error,
+        "traceback": row.traceback,
+    }
+    if whole:
+        record.update(snapshot_params=row.snapshot_params, result=row.result)
+    return record
+
+
+@logs_app.callback(invoke_without_command=True)
 @command
 def logs(
+    ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", help="Only this job's runs.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Show the newest JobLog entries."""
+    """Show the newest JobLog entries (`connecthub logs show ID` shows one whole)."""
     from connecthub.db import crud
     from connecthub.db.engine import session_scope
 
+    if ctx.invoked_subcommand is not None:
+        return
     _prepare()
     with session_scope() as session:
         rows = crud.recent_logs(session, job_id=job, limit=limit)
     for row in rows:
         if as_json:
-            typer.echo(json.dumps({
-                "id": row.id, "job_id": row.job_id, "status": row.status,
-                "trigger": row.trigger, "attempt": row.attempt, "flow_run_id": row.flow_run_id,
-                "retry_of": row.retry_of, "started_at": row.started_at,
-                "finished_at": row.finished_at, "duration_ms": row.duration_ms,
-                "error": row.error,
-            }, default=str))
+            typer.echo(json.dumps(_log_record(row), default=str))
         else:
             typer.echo(
                 f"#{row.id:<6} {row.job_id:<28} {row.status:<9} {row.trigger:<13} "
                 f"attempt {row.attempt} {row.started_at or '-'} {row.error or ''}".rstrip()
             )
+
+
+@logs_app.command("show")
+@command
+def logs_show(
+    log_id: Annotated[int, typer.Argument(help="The JobLog id.", min=1)],
+    as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
+) -> None:
+    """Show one execution whole: status, params, result, error and traceback."""
+    from connecthub.db.engine import session_scope
+    from connecthub.db.models import JobLog
+
+    _prepare()
+    with session_scope() as session:
+        row = session.get(JobLog, log_id)
+        if row is None:
+            raise CommandError(f"no JobLog #{log_id}; `connecthub logs` lists the newest")
+        record = _log_record(row, whole=True)
+    if as_json:
+        typer.echo(json.dumps(record, default=str, indent=2))
+        return
+    for key, value in record.items():
+        if value is None or key == "traceback":
+            continue
+        shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
+        typer.echo(f"{key + ':':<16} {shown}")
+    if record["traceback"]:
+        typer.echo(f"traceback:\n{record['traceback'].rstrip()}")
+
+
+@alerts_app.command("add")
+@command
+def alerts_add(
+    name: Annotated[str, typer.Argument(help="The channel's name, e.g. ops-mail.")],
+    url: Annotated[str, typer.Argument(help="An apprise URL: mailto://, json://, slack://...")],
+    default: Annotated[
+        bool, typer.Option("--default", help="Jobs that name no channel alert this one.")
+    ] = False,
+) -> None:
+    """Add (or replace) the alert channel NAME; its URL is stored encrypted."""
+    from connecthub.alerts import add_channel
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        masked = add_channel(session, name, url, default=default).masked_url
+    typer.echo(f"alert channel {name} saved{' (default)' if default else ''}: {masked}")
+
+
+@alerts_app.command("list")
+@command
+def alerts_list() -> None:
+    """List the alert channels, their credentials masked."""
+    from connecthub.alerts.channels import list_channels
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        channels = [(c.name, c.is_default, c.masked_url) for c in list_channels(session)]
+    if not channels:
+        typer.echo("no alert channels; add one with `connecthub alerts add NAME URL --default`")
+    for name, is_default, masked in channels:
+        typer.echo(f"{name:<24} {'default' if is_default else '-':<8} {masked}")
+
+
+@alerts_app.command("test")
+@command
+def alerts_test(name: str) -> None:
+    """Send a test alert through the channel NAME now."""
+    from connecthub.alerts import send
+    from connecthub.alerts.channels import channel_url, get_channel
+    from connecthub.alerts.messages import test_message
+    from connecthub.db.engine import session_scope
+    from connecthub.db.models import utcnow
+
+    _prepare()
+    with session_scope() as session:
+        url = channel_url(get_channel(session, name))
+    message = test_message(name, utcnow())
+    error = send(url, message.title, message.body)
+    if error:
+        raise CommandError(f"the test alert to {name} was not delivered: {error}")
+    typer.echo(f"test alert delivered to {name}")
+
+
+@alerts_app.command("delete")
+@command
+def alerts_delete(name: str) -> None:
+    """Delete the alert channel NAME."""
+    from connecthub.alerts import delete_channel
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        delete_channel(session, name)
+    typer.echo(f"deleted alert channel {name}")
+
+
+@app.command("status")
+@command
+def status() -> None:
+    """Print ConnectHub's health; exit 1 when something is unhealthy (for cron or a probe)."""
+    from deployments.health import snapshot
+
+    _prepare()
+    health = snapshot()
+    for line in _health_lines(health):
+        typer.echo(line)
+    if health.problems:
+        raise typer.Exit(1)
+
+
+def _health_lines(health: Any) -> list[str]:
+    """What the dashboard shows, as text."""
+    workers = ", ".join(
+        f"{worker.name} ({'online' if worker.online else 'offline'})" for worker in health.workers
+    )
+    last_pass = f"{health.last_pass_at:%Y-%m-%d %H:%M:%S} UTC" if health.last_pass_at else "never"
+    lines = [
+        f"workers online:   {health.workers_online} of {len(health.workers)} on pool "
+        f"{health.pool}" + (f": {workers}" if workers else ""),
+        f"failing jobs:     {len(health.failing_jobs)}",
+        *(f"  {job.job_id} {job.status} (JobLog #{job.log_id}) {job.error}".rstrip()
+          for job in health.failing_jobs),
+        f"late runs:        {len(health.late_runs)}",
+        *(f"  {run.job_id} flow run {run.flow_run_id} due {run.expected_start:%H:%M:%S}"
+          for run in health.late_runs),
+        f"last sync pass:   {last_pass}"
+        + (f" (error: {health.last_pass_error})" if health.last_pass_error else ""),
+        f"failing alerts:   {len(health.failing_deliveries)}",
+        *(f"  #{d.id} {d.kind} to {d.channel}: {d.last_error}"
+          for d in health.failing_deliveries),
+        f"runs, last 24 h:  {sum(bucket.total for bucket in health.runs_per_hour)}",
+    ]
+    problems = health.problems
+    lines.append("status:           " + ("UNHEALTHY" if problems else "healthy"))
+    lines.extend(f"  - {problem}" for problem in problems)
+    return lines
+
+
+@app.command("prune")
+@command
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be pruned; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete the JobLog rows, alert deliveries and Prefect flow runs past retention."""
+    from connecthub.db.retention import prune as prune_history
+    from deployments.client import PrefectUnavailableError
+    from deployments.retention import prune_flow_runs
+
+    _prepare()
+    report = prune_history(dry_run=dry_run)
+    verb = "would prune" if dry_run else "pruned"
+    typer.echo(
+        f"{verb} {report.joblog_expired} JobLog row(s) older than {report.horizon:%Y-%m-%d %H:%M} "
+        f"UTC, {report.joblog_over_cap} over the per-job cap, {report.deliveries} alert "
+        "deliveries"
+    )
+    try:
+        flow_runs = prune_flow_runs(report.horizon, dry_run=dry_run)
+    except PrefectUnavailableError as error:
+        raise CommandError(f"Prefect's flow runs were not pruned: {error}") from None
+    typer.echo(f"{verb} {flow_runs} Prefect flow run(s) that ended before the horizon")
 
 
 @app.command("plugins")
@@ -357,15 +538,14 @@ def worker(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name shown in Prefect.")] = None,
 ) -> None:
-    """Start a Prefect process worker on the ConnectHub work pool."""
-    from deployments.worker import worker_argv, worker_environment
+    """Start a Prefect process worker on the ConnectHub work pool, with its fork server."""
+    from deployments.worker import run_worker
 
     _prepare()
     if not get_settings().prefect_api_url:
         raise CommandError("PREFECT_API_URL is not set: the worker needs a Prefect server")
-    argv = worker_argv(limit, name)
     sys.stdout.flush()
-    os.execvpe(argv[0], argv, worker_environment())
+    raise typer.Exit(run_worker(limit, name))
 
 
 @app.command("admin")

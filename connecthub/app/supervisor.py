@@ -5,7 +5,10 @@ PREFECT_API_URL points at one already), a worker, the sync/reconcile loop and th
 waits for each to be healthy before starting the next. Each child runs in its own process group
 with its output in DATA_DIR/logs/<name>.log. SIGINT or SIGTERM stops the children in reverse
 order, each with SIGTERM, then SIGTERM again (a Prefect worker turns the first one into a
-SIGINT and may ignore it), then SIGKILL, so no process is left behind. A child that exits on its
+SIGINT and may ignore it), then SIGKILL, so no process is left behind, even when stdout is a
+pipe that closed (`up | tee`, Ctrl-C). If `up` itself dies, even by SIGKILL, its children and
+their process groups are stopped too, and a second `up` on the same data directory or ports
+says which process holds them (see `process_guard`). A child that exits on its
 own is reported by name with the end of its log, the others are stopped, and `up` exits 1.
 `run_embedded` is that whole sequence; the CLI command only parses its options.
 """
@@ -26,6 +29,14 @@ from pathlib import Path
 
 import httpx
 
+from connecthub.app.process_guard import (
+    DataDirInUseError,
+    DataDirLock,
+    Reaper,
+    die_with_parent,
+    port_holder,
+    quiet_on_broken_pipe,
+)
 from connecthub.core.config import get_settings
 from connecthub.db.engine import get_engine, reset_engine
 from connecthub.db.migrate import upgrade
@@ -54,7 +65,7 @@ class Child:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def exited(self) -> int | None:
@@ -104,6 +115,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.say = say
         self._stopping = False
+        self.reaper = Reaper()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stopping = True
@@ -111,12 +123,15 @@ class Supervisor:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)  # the terminal closed
 
     def start(self, child: Child, timeout: float = START_TIMEOUT_SECONDS) -> None:
         self.say(f"starting {child.name} ...")
         began = time.monotonic()
         child.start()
         self.children.append(child)
+        assert child.process is not None
+        self.reaper.watch(child.process.pid)  # its process group, led by the child
         deadline = began + timeout
         while True:
             if self._stopping:
@@ -151,6 +166,7 @@ class Supervisor:
             if child.exited() is None:
                 self.say(f"stopping {child.name} ...")
             child.stop()
+        self.reaper.close()
 
 
 def _ready(child: Child) -> bool:
@@ -192,7 +208,11 @@ def _check_ports(options: EmbeddedOptions, start_prefect: bool) -> None:
         wanted.append((options.prefect_port, "Prefect server", "--prefect-port"))
     for port, what, flag in wanted:
         if not port_free(options.host, port):
-            raise StartupError(f"port {port} for the {what} is in use: pick another with {flag}")
+            holder = port_holder(port)
+            raise StartupError(
+                f"port {port} for the {what} is in use{' by ' + holder if holder else ''}: "
+                f"stop it, or pick another port with {flag}"
+            )
 
 
 def _banner(options: EmbeddedOptions, log_dir: Path) -> str:
@@ -250,18 +270,33 @@ def run_embedded(options: EmbeddedOptions, say: Callable[[str], None] = print) -
 
     Raises StartupError when a part cannot start or one dies; returns after a signal.
     """
-    from connecthub.app.operations import apply_job_file
     from connecthub.bootstrap import prepare
 
     get_settings.cache_clear()  # DATA_DIR may have just been set by the caller
     reset_engine()
+    say = quiet_on_broken_pipe(say)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = settings.log_dir or settings.data_dir / "logs"
     start_prefect = not settings.prefect_api_url
-    _check_ports(options, start_prefect)
-    upgrade(get_engine())
-    prepare()
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire(admin_port=options.port, prefect_port=options.prefect_port)
+    except DataDirInUseError as error:
+        raise StartupError(str(error)) from None
+    try:
+        _check_ports(options, start_prefect)
+        upgrade(get_engine())
+        prepare()
+        _supervise(options, say, log_dir, start_prefect)
+    finally:
+        lock.release()
+
+
+def _supervise(
+    options: EmbeddedOptions, say: Callable[[str], None], log_dir: Path, start_prefect: bool
+) -> None:
+    from connecthub.app.operations import apply_job_file
 
     supervisor = Supervisor(say=say)
     supervisor.install_signal_handlers()

@@ -9,11 +9,21 @@ Each setting, its variable and its default (documented again in `env.example`):
 - LOG_DIR (unset): when set, logs also go to a rotating file there.
 - PREFECT_API_URL (unset): the Prefect server; Prefect reads the same variable.
 - PREFECT_UI_URL (PREFECT_API_URL without `/api`): base of the links to flow runs.
+- ADMIN_URL (`http://127.0.0.1:8000`): the admin as operators reach it, for the links back to
+  it from the Prefect UI (deployment descriptions, run artifacts).
 - CONNECTHUB_WORK_POOL (`connecthub`): the Prefect work pool jobs run in.
 - ADMIN_USERNAME (`admin`), ADMIN_PASSWORD (unset: generated once into DATA_DIR).
 - SESSION_SECRET (unset: generated once into DATA_DIR).
 - CONNECTHUB_WORKER_POLL_SECONDS (`1`): how often a worker asks Prefect for runs.
 - CONNECTHUB_SYNC_INTERVAL_SECONDS (`15`): period of the sync and reconcile loop.
+- CONNECTHUB_WARM_START (`true`): fork each run's process from the worker's warm fork server;
+  `false` starts every run as a fresh `python -m prefect.engine`.
+- CONNECTHUB_WORKER_STALE_SECONDS (`90`): a worker silent this long is not online.
+- CONNECTHUB_NO_WORKER_ALERT_SECONDS (`300`): alert when no worker has polled for this long.
+- CONNECTHUB_LATE_RUN_SECONDS (`300`): alert when a scheduled run has not started this late.
+- JOBLOG_RETENTION_DAYS (`30`): JobLog rows, alert deliveries and ConnectHub's Prefect flow
+  runs older than this are pruned.
+- JOBLOG_MAX_ROWS_PER_JOB (unset: no cap): keep at most this many JobLog rows of each job.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ class Settings(BaseSettings):
     log_dir: Path | None = Field(default=None, validation_alias="LOG_DIR")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     prefect_ui_url: str | None = Field(default=None, validation_alias="PREFECT_UI_URL")
+    admin_url: str = Field(default="http://127.0.0.1:8000", validation_alias="ADMIN_URL")
     work_pool: str = Field(default="connecthub", validation_alias="CONNECTHUB_WORK_POOL")
     admin_username: str = Field(default="admin", validation_alias="ADMIN_USERNAME")
     admin_password: str | None = Field(default=None, validation_alias="ADMIN_PASSWORD")
@@ -45,6 +56,22 @@ class Settings(BaseSettings):
     )
     sync_interval_seconds: float = Field(
         default=15.0, validation_alias="CONNECTHUB_SYNC_INTERVAL_SECONDS"
+    )
+    warm_start: bool = Field(default=True, validation_alias="CONNECTHUB_WARM_START")
+    worker_stale_seconds: float = Field(
+        default=90.0, gt=0, validation_alias="CONNECTHUB_WORKER_STALE_SECONDS"
+    )
+    no_worker_alert_seconds: float = Field(
+        default=300.0, gt=0, validation_alias="CONNECTHUB_NO_WORKER_ALERT_SECONDS"
+    )
+    late_run_seconds: float = Field(
+        default=300.0, gt=0, validation_alias="CONNECTHUB_LATE_RUN_SECONDS"
+    )
+    joblog_retention_days: float = Field(
+        default=30.0, gt=0, validation_alias="JOBLOG_RETENTION_DAYS"
+    )
+    joblog_max_rows_per_job: int | None = Field(
+        default=None, ge=1, validation_alias="JOBLOG_MAX_ROWS_PER_JOB"
     )
 
     @property

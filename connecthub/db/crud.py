@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from connecthub.db.models import Job, JobLog, utcnow
+from connecthub.db.models import AlertChannel, Job, JobLog, utcnow
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
 from connecthub.security.fernet import encrypt_json
 
@@ -73,7 +73,9 @@ def delete_job(session: Session, job_id: str) -> None:
 
 
 def secret_tokens(session: Session) -> list[str]:
-    return list(session.scalars(select(Job.secret_cfg).where(Job.secret_cfg.is_not(None))))
+    """Every Fernet token stored: the jobs' secrets and the alert channels' URLs."""
+    jobs = session.scalars(select(Job.secret_cfg).where(Job.secret_cfg.is_not(None)))
+    return [*jobs, *session.scalars(select(AlertChannel.url_token))]
 
 
 def reencrypt_secrets(session: Session, rotate: Callable[[str], str]) -> int:
@@ -81,6 +83,9 @@ def reencrypt_secrets(session: Session, rotate: Callable[[str], str]) -> int:
     count = 0
     for job in session.scalars(select(Job).where(Job.secret_cfg.is_not(None))):
         job.secret_cfg = rotate(job.secret_cfg)
+        count += 1
+    for channel in session.scalars(select(AlertChannel)):
+        channel.url_token = rotate(channel.url_token)
         count += 1
     session.flush()
     return count

@@ -4,6 +4,8 @@ Job is an integration job's configuration and its sync state with Prefect; `secr
 only a Fernet token. JobLog is one row per attempt of a flow run, unique on
 (flow_run_id, attempt), so writing an attempt twice updates it instead of duplicating it.
 JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
+AlertChannel holds a channel's apprise URL only as a Fernet token; AlertDelivery is one alert to
+one channel, unique on (channel, event_key); LoopState is what each background loop last did.
 The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
 to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
 an attribute left at None on INSERT).
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,6 +83,10 @@ class Job(Base):
     concurrency_limit: Mapped[int | None] = mapped_column(Integer)
     collision_strategy: Mapped[str] = mapped_column(String(16))
     tags: Mapped[list[str]] = mapped_column(JSON)
+    # Server defaults for rows written without these columns (migration 0005), never for None.
+    alerts: Mapped[list[str]] = mapped_column(JSON, server_default="[]")
+    alert_after_failures: Mapped[int] = mapped_column(Integer, server_default="1")
+    alert_every_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deployment_id: Mapped[str | None] = mapped_column(String(36))
@@ -133,7 +140,68 @@ class JobLog(Base):
         Index("ix_job_log_status_id", "status", "id"),
         Index("ix_job_log_job_id_status_id", "job_id", "status", "id"),
         Index("ix_job_log_job_id_started_at", "job_id", "started_at"),
+        # Retention deletes by age; deleting a row looks up the rows that retry it.
+        Index("ix_job_log_created_at", "created_at"),
+        Index("ix_job_log_retry_of", "retry_of"),
     )
 
     def __str__(self) -> str:
         return f"#{self.id} {self.job_id} {self.status}"
+
+
+class AlertChannel(Base):
+    """A named apprise URL; `url_token` is the Fernet token of {"url": ...} (it holds secrets)."""
+
+    __tablename__ = "alert_channel"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    url_token: Mapped[str] = mapped_column(Text)
+    # What the list shows: the URL as apprise prints it with its secrets hidden.
+    masked_url: Mapped[str] = mapped_column(String(500))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertDelivery(Base):
+    """One alert to one channel, unique on (channel, event_key): an event is sent once."""
+
+    __tablename__ = "alert_delivery"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    event_key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("channel", "event_key", name="uq_alert_delivery_channel_event"),
+        Index("ix_alert_delivery_status_next", "status", "next_attempt_at"),
+        Index("ix_alert_delivery_created_at", "created_at"),
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.kind} -> {self.channel}"
+
+
+class LoopState(Base):
+    """What a background loop last did, one row per loop name: its last pass and its cursor."""
+
+    __tablename__ = "loop_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    # The alert evaluation's high-water mark: every JobLog id at or below it was final.
+    cursor: Mapped[int | None] = mapped_column(BigInteger)

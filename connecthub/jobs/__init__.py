@@ -1,5 +1,5 @@
 """The job plugin contract (`BaseJob`) and the definition of a job (`JobSpec`)."""
 
-from connecthub.jobs.base import BaseJob, JobConfigError, JobContext
+from connecthub.jobs.base import BaseJob, JobConfigError, JobContext, step
 
-__all__ = ["BaseJob", "JobConfigError", "JobContext"]
+__all__ = ["BaseJob", "JobConfigError", "JobContext", "step"]

@@ -23,7 +23,7 @@ from croniter.croniter import CroniterBadDateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connecthub.jobs.base import JobConfigError
-from connecthub.jobs.vocabulary import JOB_ID_PATTERN, CollisionStrategy
+from connecthub.jobs.vocabulary import CHANNEL_NAME_PATTERN, JOB_ID_PATTERN, CollisionStrategy
 from connecthub.plugins.manager import PluginError, load_job_class
 
 CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -94,6 +94,11 @@ class JobSpec(BaseModel):
     concurrency_limit: int | None = Field(default=1, ge=1, le=1000)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     tags: list[str] = Field(default_factory=list, max_length=20)
+    # The alert channels of this job; none named: the default channels.
+    alerts: list[str] = Field(default_factory=list, max_length=20)
+    # Alert once a failure streak is this long, once per streak (or on every failure from then).
+    alert_after_failures: int = Field(default=1, ge=1, le=1000)
+    alert_every_failure: bool = False
 
     @field_validator("id")
     @classmethod
@@ -138,6 +143,22 @@ class JobSpec(BaseModel):
                 raise ValueError("each tag is 1 to 60 characters")
         return value
 
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _alerts(cls, value: Any) -> Any:
+        # A form or a jobs file that leaves the list out names no channel.
+        return [] if value is None else value
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not CHANNEL_NAME_PATTERN.match(name):
+                raise ValueError(
+                    "each alert channel name is 1 to 100 letters, digits, '.', '-' or '_'"
+                )
+        return value
+
     @field_validator("public_cfg")
     @classmethod
     def _public_size(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -160,12 +181,12 @@ class JobSpec(BaseModel):
         try:
             job_class.validate_params(self.public_cfg)
         except JobConfigError as error:
-            raise JobSpecFieldError("public_cfg", str(error)) from None
+            raise JobSpecFieldError("public_cfg", str(error), error.problems) from None
         if self.secret_cfg is not None:
             try:
                 job_class.validate_secrets(self.secret_cfg)
             except JobConfigError as error:
-                raise JobSpecFieldError("secret_cfg", str(error)) from None
+                raise JobSpecFieldError("secret_cfg", str(error), error.problems) from None
         return self
 
 
@@ -175,11 +196,28 @@ EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name in JOB_FIELDS if name != 
 
 
 class JobSpecFieldError(ValueError):
-    """A check across fields that failed on one named field."""
+    """A check across fields that failed on one named field.
 
-    def __init__(self, field: str, message: str) -> None:
+    For a config that the plugin's model refused, `problems` maps each path inside it to its
+    error (`JobConfigError.problems`), for forms that show the config as one field per key.
+    """
+
+    def __init__(self, field: str, message: str, problems: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.problems = problems or {}
+
+
+def config_problems(error: ValidationError | JobSpecFieldError) -> dict[str, dict[str, str]]:
+    """{"public_cfg" or "secret_cfg": {path: message}} of a JobSpec the plugin's models refused."""
+    if isinstance(error, JobSpecFieldError):
+        return {error.field: error.problems} if error.problems else {}
+    found: dict[str, dict[str, str]] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        context_error = (item.get("ctx") or {}).get("error")
+        if isinstance(context_error, JobSpecFieldError) and context_error.problems:
+            found[context_error.field] = context_error.problems
+    return found
 
 
 def field_errors(error: ValidationError | JobSpecFieldError) -> dict[str, str]:

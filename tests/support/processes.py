@@ -89,9 +89,12 @@ def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]
     return process
 
 
-def start_admin(log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `connecthub admin` (uvicorn) on a free port, once healthy; returns its base URL."""
-    port = free_port()
+def start_admin(
+    log_path: Path, env: dict[str, str], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `connecthub admin` (uvicorn) on `port` (default: a free one), once healthy;
+    returns its base URL."""
+    port = port or free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
     process = subprocess.Popen(
         [*CLI, "admin", "--host", "127.0.0.1", "--port", str(port)],

@@ -1,4 +1,5 @@
-"""The operator UI: SQLAdmin at /admin, behind a login, with the Job and JobLog pages.
+"""The operator UI: SQLAdmin at /admin, behind a login: the health dashboard as its home, the
+Job and JobLog pages, and the alert channels and deliveries.
 
 `mount_admin(app)` mounts it on a FastAPI app and returns the `Admin`. Its database sessions
 bind to ConnectHub's engine when they first run a query, so building the app touches neither
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from connecthub.app.admin.alert_views import AlertChannelView, AlertDeliveryView
 from connecthub.app.admin.auth import AdminAuth, csrf_token
+from connecthub.app.admin.dashboard import ConnectHubAdmin
 from connecthub.app.admin.views import JobLogView, JobView
 from connecthub.db.engine import get_engine
 
@@ -36,7 +39,7 @@ class EngineSession(Session):
 
 def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
     auth = auth or AdminAuth()
-    admin = Admin(
+    admin = ConnectHubAdmin(
         app,
         session_maker=sessionmaker(class_=EngineSession),
         base_url="/admin",
@@ -63,4 +66,6 @@ def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
     admin.admin.add_exception_handler(DataError, not_found)
     admin.add_view(JobView)
     admin.add_view(JobLogView)
+    admin.add_view(AlertChannelView)
+    admin.add_view(AlertDeliveryView)
     return admin

@@ -5,12 +5,22 @@ Each field parses what the operator typed (JSON objects, integers, a comma-separ
 shares, and shows each of its errors under the field it names. The secrets field is write-only:
 it never renders a value, not even the one just typed when the form comes back with an error,
 and a blank field keeps the stored secrets.
+
+When the handler's plugin declares `Params` / `Secrets` models, the form shows one typed field
+per model field instead of the JSON areas (`config_fields`), and the model's errors appear under
+the field they name; secrets are password fields, and on edit a blank one keeps that stored
+secret (the stored ones are decrypted server-side to merge, never rendered). Choosing another
+handler posts the form with LOAD_FIELDS (a small script on change; a button without
+JavaScript): the form comes back with that plugin's fields and nothing is saved. A post without
+the TYPED_MARKER (a script, an older page) still sends the JSON fields.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -29,9 +39,31 @@ from wtforms.fields import (
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import TextInput
 
-from connecthub.jobs.spec import JOB_FIELDS, JobSpec, JobSpecFieldError, field_errors
+from connecthub.app.admin import queries
+from connecthub.app.admin.config_fields import (
+    PARAMS,
+    SECRETS,
+    ConfigField,
+    collect,
+    config_fields,
+    field_of,
+    initial,
+)
+from connecthub.jobs.base import JobConfigError
+from connecthub.jobs.spec import (
+    JOB_FIELDS,
+    JobSpec,
+    JobSpecFieldError,
+    config_problems,
+    field_errors,
+)
 from connecthub.jobs.vocabulary import CollisionStrategy
-from connecthub.plugins.manager import available_plugins
+from connecthub.plugins.manager import PluginError, available_plugins, load_job_class
+
+# Posted by a form that shows the plugin's typed fields (so its JSON areas are not expected).
+TYPED_MARKER = "typed_config"
+# Posted when the operator chose another handler: show its fields, validate and save nothing.
+LOAD_FIELDS = "load_fields"
 
 
 class DatalistInput(TextInput):
@@ -51,6 +83,74 @@ class DatalistInput(TextInput):
         return Markup('{}<datalist id="{}">{}</datalist>').format(
             super().__call__(field, **kwargs), list_id, options
         )
+
+
+class HandlerInput(DatalistInput):
+    """The handler picker; without JavaScript, a button loads the chosen plugin's fields."""
+
+    def __call__(self, field: Any, **kwargs: Any) -> Markup:
+        return super().__call__(field, **kwargs) + Markup(
+            '<noscript><button type="submit" name="{}" value="1" formnovalidate '
+            'class="btn btn-sm mt-2">Show this plugin\'s fields</button></noscript>'
+        ).format(LOAD_FIELDS)
+
+
+@dataclass(frozen=True)
+class TypedConfig:
+    """The typed fields a handler's models give the form (none: keep the JSON areas)."""
+
+    params: list[ConfigField] = dataclass_field(default_factory=list)
+    secrets: list[ConfigField] = dataclass_field(default_factory=list)
+    keeps_stored: bool = False
+    job_class: Any = None
+
+    @classmethod
+    def of(cls, handler_path: str | None, keeps_stored: bool) -> TypedConfig:
+        try:
+            job_class = load_job_class(handler_path or "")
+        except PluginError:
+            return cls()  # the handler field says why
+        return cls(
+            config_fields(job_class.Params, PARAMS), config_fields(job_class.Secrets, SECRETS),
+            keeps_stored, job_class,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.params or self.secrets)
+
+    @property
+    def fields(self) -> list[ConfigField]:
+        return self.params + self.secrets
+
+    def unbound_fields(self, unbound: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """The form's fields with the JSON areas replaced by the typed fields."""
+        replaced = {"public_cfg": self.params, "secret_cfg": self.secrets}
+        result: list[tuple[str, Any]] = [(TYPED_MARKER, HiddenField(default="1"))]
+        for name, field in unbound:
+            typed = replaced.get(name)
+            if not typed:
+                result.append((name, field))
+                continue
+            result += [(spec.form_name, spec.unbound(self.keeps_stored)) for spec in typed]
+        return result
+
+    def section(self, field_name: str) -> list[ConfigField]:
+        return self.params if field_name == "public_cfg" else self.secrets
+
+
+def show_config_errors(
+    form: Form, fields: list[ConfigField], problems: Mapping[str, str],
+    elsewhere: Callable[[str, str], None],
+) -> None:
+    """Each model error in `problems` under the typed field it names (`elsewhere` if none)."""
+    for path, message in problems.items():
+        spec, inside = field_of(fields, path)
+        if spec is None:
+            elsewhere(path or "(whole object)", message)
+            continue
+        field = form[spec.form_name]
+        if not field.errors:  # its own parse error came first and says more
+            field.errors = [f"{inside}: {message}" if inside else message]
 
 
 @lru_cache(maxsize=1)
@@ -159,7 +259,7 @@ class JobForm(Form):
     handler_path = StringField(
         "Handler",
         [InputRequired()],
-        widget=DatalistInput(available_plugins),
+        widget=HandlerInput(available_plugins),
         render_kw={**_text, "placeholder": "extensions.example.job:ExampleJob"},
         description="module:Class of a BaseJob; pick an installed plugin or type a path.",
     )
@@ -222,16 +322,100 @@ class JobForm(Form):
         render_kw={"class": "form-select"},
     )
     tags = TagListField("Tags", render_kw=_text, description="Comma-separated.")
+    alerts = TagListField(
+        "Alert channels",
+        render_kw=_text,
+        description="Comma-separated channel names (`connecthub alerts list`); blank: the "
+        "default channels.",
+    )
+    alert_after_failures = IntegerField(
+        "Alert after failures in a row",
+        [Optional()],
+        default=1,
+        render_kw=_number,
+        description="One alert per failure streak, once it is this long.",
+    )
+    alert_every_failure = BooleanField(
+        "Alert on every failure",
+        default=False,
+        render_kw={"class": "form-check-input"},
+        description="Alert each failure of a streak (from the count above), not just the first.",
+    )
+
+    # The edit form: a blank secret field keeps the stored value.
+    keeps_stored_secrets = False
+
+    def __init__(
+        self, formdata: Any = None, obj: Any = None, prefix: str = "",
+        data: Mapping[str, Any] | None = None, meta: Any = None, **kwargs: Any,
+    ) -> None:
+        self.loading_fields = bool(formdata and formdata.get(LOAD_FIELDS))
+        wants_typed = formdata is None or self.loading_fields or bool(formdata.get(TYPED_MARKER))
+        handler = formdata.get("handler_path") if formdata else (data or {}).get("handler_path")
+        self.typed = (
+            TypedConfig.of(handler, self.keeps_stored_secrets) if wants_typed else TypedConfig()
+        )
+        self._merged_secrets: dict[str, Any] | None = None
+        if self.typed:
+            self._unbound_fields = self.typed.unbound_fields(type(self)._unbound_fields)
+            data = {**(data or {}), **initial(self.typed.params, (data or {}).get("public_cfg"))}
+        super().__init__(formdata, obj, prefix, data, meta, **kwargs)
+        if self.loading_fields:  # fields the page did not have yet start from their defaults
+            for spec in self.typed.fields:
+                if spec.form_name not in formdata:
+                    self[spec.form_name].process(None)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = super().data
+        if not self.typed:
+            return data
+        for name in (TYPED_MARKER, *(spec.form_name for spec in self.typed.fields)):
+            data.pop(name, None)
+        if self.typed.params:
+            data["public_cfg"] = collect(self.typed.params, self)
+        if self.typed.secrets:
+            data["secret_cfg"] = self._typed_secrets(collect(self.typed.secrets, self))
+        return data
+
+    def _typed_secrets(self, typed: dict[str, Any]) -> dict[str, Any] | None:
+        return typed
 
     def validate(self, extra_validators: Mapping[str, Any] | None = None) -> bool:
+        if self.loading_fields:
+            return False  # the page only asked for the chosen plugin's fields
         valid = super().validate(extra_validators)
         try:
             build_spec(self.data)
         except (ValidationError, JobSpecFieldError) as error:
+            problems = config_problems(error)
             for name, message in field_errors(error).items():
-                self._show_error(name, message)
+                if not self._show_config_errors(name, problems.get(name, {})):
+                    self._show_error(name, message)
+            if "secret_cfg" not in problems:
+                self._check_typed_secrets()  # JobSpec stops at the params' errors
             return False
         return valid
+
+    def _check_typed_secrets(self) -> None:
+        secrets = self.data.get("secret_cfg")
+        if not self.typed.secrets or secrets is None:
+            return
+        try:
+            self.typed.job_class.validate_secrets(secrets)
+        except JobConfigError as error:
+            self._show_config_errors("secret_cfg", error.problems)
+
+    def _show_config_errors(self, name: str, problems: Mapping[str, str]) -> bool:
+        """Show the plugin model's errors of config `name` under its typed fields, if shown."""
+        fields = self.typed.section(name) if self.typed else []
+        if not (fields and problems):
+            return False
+        show_config_errors(
+            self, fields, problems,
+            lambda path, message: self._show_error(name, f"{path}: {message}"),
+        )
+        return True
 
     def _show_error(self, name: str, message: str) -> None:
         field = self._fields.get(name)
@@ -246,8 +430,69 @@ class JobEditForm(JobForm):
     # The id is the page's; it rides along so the whole job validates as it does on create.
     id = HiddenField()
 
+    keeps_stored_secrets = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.secret_cfg.render_kw = {
-            **self.secret_cfg.render_kw, "placeholder": "Blank keeps the stored secrets"
-        }
+        if "secret_cfg" in self._fields:
+            self.secret_cfg.render_kw = {
+                **self.secret_cfg.render_kw, "placeholder": "Blank keeps the stored secrets"
+            }
+
+    def _typed_secrets(self, typed: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored secrets with the typed ones over them; None (keep all) if none typed."""
+        if not typed:
+            return None
+        if self._merged_secrets is None:
+            self._merged_secrets = {**queries.stored_secrets(self.id.data), **typed}
+        return self._merged_secrets
+
+
+class RunParamsForm(Form):
+    """The params of one run ("Run with params"): the plugin's typed Params fields, prefilled
+    with the job's params, or its params as a JSON object when the plugin declares no model.
+    `validate` checks them with the plugin's model, as the run would."""
+
+    params = JSONObjectField(
+        "Params",
+        render_kw={**_text, "rows": 6, "spellcheck": "false"},
+        description="JSON object the job gets as params for this run only.",
+    )
+
+    def __init__(
+        self, handler_path: str, formdata: Any = None, params: Mapping[str, Any] | None = None
+    ) -> None:
+        try:
+            self.job_class: Any = load_job_class(handler_path)
+        except PluginError:
+            self.job_class = None  # installed only where the workers run: the flow validates
+        self.typed = TypedConfig.of(handler_path, keeps_stored=False)
+        data: dict[str, Any] = {"params": dict(params or {})}
+        if self.typed.params:
+            self._unbound_fields = [(spec.form_name, spec.unbound()) for spec in self.typed.params]
+            data = initial(self.typed.params, params)
+        super().__init__(formdata, data=data)
+
+    @property
+    def run_params(self) -> dict[str, Any]:
+        if self.typed.params:
+            return collect(self.typed.params, self)
+        return self.params.data or {}
+
+    def validate(self, extra_validators: Mapping[str, Any] | None = None) -> bool:
+        valid = super().validate(extra_validators)
+        if self.job_class is None:
+            return valid
+        try:
+            self.job_class.validate_params(self.run_params)
+        except JobConfigError as error:
+            if not self.typed.params:
+                self.params.errors = [*self.params.errors, str(error)]
+                return False
+            first = self[self.typed.params[0].form_name]
+            show_config_errors(
+                self, self.typed.params, error.problems,
+                lambda path, message: first.errors.append(f"{path}: {message}"),
+            )
+            return False
+        return valid

@@ -1,5 +1,6 @@
 """The admin's database work: prefix search, the saves and deletes its views run in a thread,
-the JobLog list's filters and its capped count."""
+the stored secrets an edit merges typed ones into, the JobLog list's filters and its capped
+count."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from connecthub.db.engine import get_engine, session_scope
 from connecthub.db.models import Job, JobLog, utcnow
 from connecthub.jobs.spec import JobSpec
 from connecthub.jobs.vocabulary import RunStatus
+from connecthub.security.fernet import decrypt_json
 
 JOB_FILTER_MAX_LISTED = 200
 ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -50,6 +52,22 @@ def update_job(spec: JobSpec) -> Job:
     with session_scope() as session:
         crud.get_job(session, spec.id)
         return crud.save_job(session, spec)
+
+
+def find_job(job_id: str) -> Job | None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            session.expunge(job)
+        return job
+
+
+def stored_secrets(job_id: str | None) -> dict[str, Any]:
+    """The job's decrypted secrets, for an edit to merge into (in memory, never rendered)."""
+    with session_scope() as session:
+        job = session.get(Job, job_id) if job_id else None
+        token = job.secret_cfg if job is not None else None
+    return decrypt_json(token, job_id=job_id) if token else {}
 
 
 def set_enabled(job_id: str, enabled: bool) -> None:

@@ -4,7 +4,9 @@
 scan, see migration 0003), creates, edits and deletes Jobs. A save goes through `crud.save_job`
 (the one place that encrypts secrets) and then syncs the job's Prefect deployment; when Prefect is
 unreachable the save stands and a warning says so. Run now, Enable and Disable are POST forms
-carrying the session's CSRF token; deleting a job also deletes its deployment.
+carrying the session's CSRF token; deleting a job also deletes its deployment. "Run with
+params" (`job_run.html`) opens the job's params in a form (the plugin's typed fields, or JSON)
+to run once with changes; the run records them as its snapshot_params.
 
 `JobLogView` is read-only: newest first, filtered by job and status, with its page count capped
 at `JOBLOG_COUNT_CAP` (10,000) rows so that a list page stays fast at millions of rows. Its
@@ -47,7 +49,7 @@ from connecthub.app.admin.formatting import (
     format_time,
     status_badge,
 )
-from connecthub.app.admin.forms import JobEditForm, JobForm, build_spec
+from connecthub.app.admin.forms import JobEditForm, JobForm, RunParamsForm, build_spec
 from connecthub.db import crud
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
@@ -281,6 +283,36 @@ class JobView(_AddressIds, ModelView, model=Job):
             return self._back(request, form.get("back_to"), job_id)
         notify(request, FlashLevel.success, f"Job '{job_id}' started as JobLog #{log.id}.")
         return _redirect(request.url_for("admin:details", identity="job-log", pk=log.id))
+
+    @expose("/run-with-params/{pk}", methods=["GET", "POST"])
+    async def run_with_params(self, request: Request) -> Response:
+        job_id = request.path_params["pk"]
+        job = await run_in_threadpool(queries.find_job, job_id)
+        if job is None:
+            raise HTTPException(status_code=404)
+        error = None
+        if request.method == "GET":
+            form = RunParamsForm(job.handler_path, params=job.public_cfg)
+        else:
+            form = RunParamsForm(job.handler_path, formdata=await require_csrf(request))
+            if form.validate():
+                try:
+                    log = await run_in_threadpool(runs.run_now, job_id, form.run_params)
+                except EngineError as engine_error:
+                    error = f"Job '{job_id}' did not start: {engine_error}"
+                else:
+                    notify(
+                        request, FlashLevel.success,
+                        f"Job '{job_id}' started with these params as JobLog #{log.id}.",
+                    )
+                    return _redirect(
+                        request.url_for("admin:details", identity="job-log", pk=log.id)
+                    )
+        return await self.templates.TemplateResponse(
+            request, "job_run.html",
+            {"model_view": self, "job": job, "form": form, "error": error},
+            status_code=200 if request.method == "GET" else 400,
+        )
 
     @expose("/enable/{pk}", methods=["POST"])
     async def enable_job(self, request: Request) -> Response:
