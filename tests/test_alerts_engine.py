@@ -1,5 +1,6 @@
 """Alerts with the real engine: a job whose plugin fails with its secret in the error alerts a
-local webhook once, without the secret; a worker killed under a pool alerts "no worker" once;
+local webhook once, without the secret; a worker killed under a pool alerts "no worker" once, and
+a scheduled run nobody starts then alerts "late" once;
 and the admin's dashboard (in Chromium, see test_dashboard_browser) shows the worker offline."""
 
 from __future__ import annotations
@@ -8,18 +9,23 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect.states import Scheduled
 
 from connecthub.alerts import add_channel
 from connecthub.db.engine import session_scope
 from deployments.alerting import run_alerting
+from deployments.client import prefect_client
 from deployments.health import snapshot
 from deployments.runs import run_now, wait_for_final
 from deployments.sync import sync_job
 from tests.support.http import ScriptedServer
-from tests.support.jobs import CANARY, save
+from tests.support.jobs import CANARY, job_row, save
+from tests.support.settings import use_settings
 
 pytestmark = pytest.mark.engine
 
@@ -39,7 +45,9 @@ def poll_alerts(hook: ScriptedServer, title_part: str, timeout: float) -> list[d
     raise AssertionError(f"no alert with {title_part!r}; got {bodies(hook)}")
 
 
-def test_a_failing_job_and_a_killed_worker_alert_once_each(own_pool: Any) -> None:
+def test_a_failing_job_a_killed_worker_and_a_late_run_alert_once_each(
+    own_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with ScriptedServer() as hook:
         with session_scope() as session:
             add_channel(session, "hook", f"json://127.0.0.1:{hook.url.rsplit(':', 1)[1]}/a",
@@ -65,5 +73,18 @@ def test_a_failing_job_and_a_killed_worker_alert_once_each(own_pool: Any) -> Non
         titles = [body["title"] for body in bodies(hook)]
         assert titles.count(missing[0]["title"]) == 1
         assert titles.count(failing[0]["title"]) == 1
+
+        # With no worker on the pool, a scheduled run is not started: one "late" alert.
+        use_settings(monkeypatch, CONNECTHUB_LATE_RUN_SECONDS="5")
+        with prefect_client() as client:
+            late_run = client.create_flow_run_from_deployment(
+                UUID(job_row("canary.fails").deployment_id),
+                state=Scheduled(scheduled_time=datetime.now(UTC) - timedelta(seconds=10)),
+            )
+        late = poll_alerts(hook, "canary.fails run is late", timeout=30)
+        assert str(late_run.id) in late[0]["message"]
+        for _ in range(3):
+            run_alerting()
+        assert [body["title"] for body in bodies(hook)].count(late[0]["title"]) == 1
         for body in bodies(hook):
             assert CANARY not in json.dumps(body)
