@@ -1,6 +1,6 @@
 """`python -m bench`: run every benchmark and write docs/benchmarks.md.
 
-Sizes default to the figures of issue 6; `--quick` uses small ones (a smoke run of a few
+Sizes default to the figures of issues 6 and 11; `--quick` uses small ones (a smoke run of a few
 minutes); every size can be set with its own flag. `--only` runs some benchmarks only.
 """
 
@@ -56,15 +56,26 @@ def parse_args(argv: list[str]) -> BenchConfig:
     size.add_argument("--burst-jobs", type=int,
                       help=f"jobs firing in the same minute ({DEFAULTS['burst_jobs']})")
     size.add_argument("--burst-variants", type=_strs,
-                      help="bursts after ConnectHub's, e.g. bare,supervisor,prefetch=1 "
+                      help="bursts after ConnectHub's, e.g. cold,bare,supervisor+prefetch=1 "
                            f"({','.join(DEFAULTS['burst_variants'])}); '' for none")
+    size.add_argument("--top-jobs", type=int,
+                      help=f"jobs at the top of one minute ({DEFAULTS['top_jobs']})")
+    size.add_argument("--top-variants", type=_strs,
+                      help="top-of-the-minute bursts after ConnectHub's "
+                           f"({','.join(DEFAULTS['top_variants'])}); '' for none")
     size.add_argument("--throughput-minutes", type=float,
                       help=f"minutes of sustained runs ({DEFAULTS['throughput_minutes']})")
     size.add_argument("--worker-limit", type=int,
                       help=f"--limit of the throughput worker ({DEFAULTS['worker_limit']})")
+    size.add_argument("--leak-runs", type=int,
+                      help="runs the fork server forks before its memory is read again "
+                           f"({DEFAULTS['leak_runs']})")
+    size.add_argument("--memory-children", type=int,
+                      help="concurrent run processes whose memory is read "
+                           f"({DEFAULTS['memory_children']})")
     size.add_argument("--variants", type=_strs,
                       help="worker and pool variants to compare, e.g. "
-                           "supervisor,bare,limit=2,poll=10 "
+                           "cold,bare,supervisor,limit=2,poll=10 "
                            f"({','.join(DEFAULTS['variants'])}); '' for none")
     size.add_argument("--variant-minutes", type=float,
                       help=f"minutes per variant ({DEFAULTS['variant_minutes']})")

@@ -1,11 +1,12 @@
-"""The engine-alone baseline: a Prefect flow that does nothing, deployed in ConnectHub's pool.
+"""The Prefect-alone baseline: a Prefect flow that does nothing, on Prefect's own worker.
 
-Its deployments are run by the same `connecthub worker` as ConnectHub's jobs, with the same
-environment. It imports only Prefect, and it takes the same parameters as the generic flow
-(`flows/execute_job.py`), so that what Prefect does for any flow with these parameters falls on
-both sides: for instance, building a flow's parameter schema imports `pydantic.v1` (~0.1 s
-here) as soon as the flow has a parameter. The difference between a run of it and a run of a
-no-op ConnectHub job is then ConnectHub's own cost.
+Its deployments are in a pool of their own (`bench.settings.BARE_POOL`), made as `prefect
+work-pool create --type process` makes one (Prefect's default job template, no command), and
+served by a plain `prefect worker start` with the product worker's polling settings: a run of it
+is what a user of Prefect alone gets. It imports only Prefect, and it takes the same parameters
+as the generic flow (`flows/execute_job.py`), so that what Prefect does for any flow with these
+parameters falls on both sides: for instance, building a flow's parameter schema imports
+`pydantic.v1` (~0.1 s here) as soon as the flow has a parameter.
 """
 
 from __future__ import annotations

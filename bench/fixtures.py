@@ -1,12 +1,15 @@
 """What the engine benchmarks run: no-op ConnectHub jobs, bare Prefect deployments, run timings.
 
-- `save_noop_jobs(ids, ...)` saves jobs of `bench.plugins:NoopJob` through `crud.save_job` (so
-  their secrets are encrypted like any job's) and syncs them with `sync_job`.
+- `save_noop_jobs(ids, ...)` saves jobs of `bench.plugins:NoopJob` (or another handler)
+  through `crud.save_job` (so their secrets are encrypted like any job's) and syncs them with
+  `sync_job`, into the work pool the settings name.
 - `deploy_bare(client, name, ...)` creates a deployment of `bench/bare_flow.py:do_nothing` with
-  the raw Prefect client, in ConnectHub's work pool, run by the same worker: the engine alone.
+  the raw Prefect client, in the bare flow's own pool (`bench.settings.BARE_POOL`, Prefect's
+  default job template), which Prefect's own worker serves: Prefect alone.
 - `RunTiming` collects, for one flow run, the timestamps that split its time: trigger (this
-  process), created / Pending / Running / final state (Prefect's state history), process start
-  and exit and API calls (the flow process, via bench/_hook), body start and end (JobLog).
+  process), created / Pending / Running / final state (Prefect's state history), process start,
+  engine start and exit, CPU and API calls (the run's processes, via bench/_hook), body start
+  and end (JobLog).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from bench.bare_flow import ENTRYPOINT as BARE_ENTRYPOINT
 from bench.bare_flow import FLOW_NAME as BARE_FLOW_NAME
 from bench.bare_flow import do_nothing
 from bench.plugins import HANDLER_PATH
+from bench.settings import BARE_POOL
 from bench.stack import REPO_ROOT
-from connecthub.core.config import get_settings
 from connecthub.db import crud, joblog
 from connecthub.db.engine import session_scope
 from connecthub.db.models import JobLog
@@ -49,16 +52,17 @@ RARE_CRON = "0 0 1 1 *"  # once a year: deployed with a schedule that never fire
 SECRET = {"token": "bench-secret-token-0123456789"}
 
 
-def noop_spec(job_id: str, cron: str = RARE_CRON, **fields: Any) -> JobSpec:
-    return JobSpec(
-        id=job_id, handler_path=HANDLER_PATH, cron_expr=cron,
-        public_cfg={"name": job_id}, secret_cfg=SECRET, **fields,
-    )
+def noop_spec(job_id: str, cron: str = RARE_CRON, handler_path: str = HANDLER_PATH,
+              **fields: Any) -> JobSpec:
+    fields.setdefault("public_cfg", {"name": job_id})
+    return JobSpec(id=job_id, handler_path=handler_path, cron_expr=cron, secret_cfg=SECRET,
+                   **fields)
 
 
 def save_noop_jobs(job_ids: Iterable[str], cron: str = RARE_CRON, sync: bool = True,
                    **fields: Any) -> None:
-    """Save (and by default sync) no-op jobs; raises if a sync fails."""
+    """Save (and by default sync) no-op jobs (`fields` may name another `handler_path`);
+    raises if a sync fails."""
     job_ids = list(job_ids)
     with session_scope() as session:
         for job_id in job_ids:
@@ -72,7 +76,7 @@ def save_noop_jobs(job_ids: Iterable[str], cron: str = RARE_CRON, sync: bool = T
 
 def deploy_bare(client: SyncPrefectClient, name: str, cron: str | None = None,
                 concurrency_limit: int | None = None) -> UUID:
-    """A deployment of the do-nothing flow in ConnectHub's work pool (raw client); with
+    """A deployment of the do-nothing flow in the bare pool (raw client); with
     `concurrency_limit`, limited like ConnectHub's jobs are by default (1, ENQUEUE)."""
     flow_id = client.create_flow_from_name(BARE_FLOW_NAME)
     schedules = (
@@ -82,7 +86,7 @@ def deploy_bare(client: SyncPrefectClient, name: str, cron: str | None = None,
     return client.create_deployment(
         flow_id=flow_id,
         name=name,
-        work_pool_name=get_settings().work_pool,
+        work_pool_name=BARE_POOL,
         entrypoint=BARE_ENTRYPOINT,
         pull_steps=[
             {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
@@ -107,7 +111,8 @@ class RunTiming:
     """Timestamps (epoch seconds) of one flow run; None where unknown."""
 
     flow_run_id: str
-    kind: str  # "connecthub", "candidate" (ConnectHub from another checkout) or "bare..."
+    # "connecthub" (warm), "cold", "candidate" (ConnectHub from another checkout) or "bare..."
+    kind: str
     trigger_start: float | None = None
     trigger_end: float | None = None
     expected_start: float | None = None
@@ -117,10 +122,13 @@ class RunTiming:
     final: float | None = None
     final_type: str | None = None
     process_start: float | None = None  # the process Prefect's worker spawns
-    # `python -m prefect.engine`: process_start, unless the pool's runs go through Prefect's
-    # workspace supervisor (the `supervisor` variant), which execs it in the same process
+    # Where the engine starts: the fork of the run process from the fork server (warm), the
+    # launcher's or the workspace supervisor's exec of `python -m prefect.engine`, or
+    # process_start when the worker starts the engine itself
     engine_start: float | None = None
     supervisor: bool | None = None  # whether the workspace supervisor started the run
+    forked: bool | None = None  # whether the run's process was forked from the fork server
+    engine_done: float | None = None  # the engine's main thread done: exit begins
     process_exit: float | None = None
     process_peak_kb: int | None = None
     flow_cpu: float | None = None
@@ -129,6 +137,7 @@ class RunTiming:
     joblog_status: str | None = None
     api_calls: list[list[Any]] = field(default_factory=list)
     trigger_api_calls: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU-seconds the run cost, by part
 
     @property
     def end(self) -> float | None:
@@ -137,7 +146,7 @@ class RunTiming:
 
     @property
     def is_connecthub(self) -> bool:
-        return self.kind in ("connecthub", "candidate")
+        return self.kind in ("connecthub", "cold", "candidate")
 
     @property
     def total(self) -> float | None:
@@ -246,6 +255,16 @@ def through_supervisor(records: list[dict[str, Any]]) -> bool:
     return any("_workspace_supervisor" in " ".join(r.get("argv") or []) for r in records)
 
 
+def was_forked(records: list[dict[str, Any]]) -> bool:
+    """Whether these records of one run show its process forked from the fork server."""
+    return any(record.get("role") == "forked" for record in records)
+
+
+def _is_engine(record: dict[str, Any]) -> bool:
+    return record.get("role") == "forked" or "prefect/engine.py" in " ".join(
+        record.get("argv") or [])
+
+
 def fill_from_process(log_dir: Path, timing: RunTiming, wait: float = 10) -> None:
     deadline = time.monotonic() + wait
     records = process_records(log_dir, timing.flow_run_id)
@@ -255,13 +274,15 @@ def fill_from_process(log_dir: Path, timing: RunTiming, wait: float = 10) -> Non
     if records:
         records.sort(key=lambda record: record["started"])
         timing.process_start = records[0]["started"]
-        engines = [r for r in records if "prefect/engine.py" in " ".join(r.get("argv") or [])]
+        engines = [record for record in records if _is_engine(record)]
         timing.engine_start = (engines[0] if engines else records[-1])["started"]
+        timing.engine_done = next((r["main_done"] for r in engines if r.get("main_done")), None)
         timing.process_exit = max(record["exited"] for record in records)
         timing.process_peak_kb = max((record["vmhwm_kb"] or 0) for record in records) or None
         timing.api_calls = [call for record in records for call in record["requests"]]
         timing.flow_cpu = process_cpu(records) or None
         timing.supervisor = through_supervisor(records)
+        timing.forked = was_forked(records)
 
 
 def joblogs_by_flow_run(flow_run_ids: Iterable[str]) -> dict[str, list[JobLog]]:

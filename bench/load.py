@@ -68,7 +68,7 @@ from bench.stack import (
     Service,
     Stack,
     admin_session,
-    descendants,
+    runs_in_flight,
 )
 from bench.stats import Summary, fmt_number, table
 from connecthub.db import crud
@@ -76,7 +76,7 @@ from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus
 from deployments.client import prefect_client
-from deployments.reconcile import FINAL_STATUS, Reconciler
+from deployments.reconcile import FINAL_STATUS, RESUBMIT_TAG_PREFIX, Reconciler, never_started
 from deployments.runs import run_now
 from deployments.sync import sync_job
 from tests.support.processes import free_port, stop_process
@@ -109,7 +109,7 @@ class Row:
 
 @dataclass
 class Sampler:
-    """Samples, on demand, the admin's JobLog list latency, flow processes and load average."""
+    """Samples, on demand, the admin's JobLog list latency, runs in flight and load average."""
 
     client: httpx.Client
     workers: list[Service]
@@ -123,7 +123,7 @@ class Sampler:
     def __call__(self) -> None:
         now = time.monotonic()
         self.peak_flow_processes = max(
-            self.peak_flow_processes, sum(len(descendants(w.pid)) for w in self.workers)
+            self.peak_flow_processes, sum(len(runs_in_flight(w.pid)) for w in self.workers)
         )
         self.peak_load = max(self.peak_load, os.getloadavg()[0])
         if now < self._next:
@@ -265,9 +265,25 @@ def read_runs_by_id(client: SyncPrefectClient, ids: list[str]) -> list[FlowRun]:
 
 def analyse(client: SyncPrefectClient, window: Window, runs: list[FlowRun]) -> dict[str, Any]:
     expected = {(job_id, slot) for job_id in window.job_ids for slot in window.slots}
+    by_id = {str(run.id): run for run in runs}
+    # A run the worker could not submit never ran; ConnectHub started it again as a new flow run
+    # tagged with the original's id, which counts for the original's slot.
+    resubmitted = {
+        tag.removeprefix(RESUBMIT_TAG_PREFIX): run for run in runs for tag in run.tags or ()
+        if tag.startswith(RESUBMIT_TAG_PREFIX)
+    }
+
+    def slot_key(run: FlowRun) -> tuple[str, datetime]:
+        original = next((by_id[key] for key, again in resubmitted.items()
+                         if again.id == run.id and key in by_id), run)
+        return window.deployments[str(run.deployment_id)], slot_of(original)
+
+    never_ran = {str(run.id) for run in runs
+                 if never_started(run) and str(run.id) in resubmitted}
     runs_per_slot: dict[tuple[str, datetime], list[FlowRun]] = defaultdict(list)
     for run in runs:
-        runs_per_slot[(window.deployments[str(run.deployment_id)], slot_of(run))].append(run)
+        if str(run.id) not in never_ran:
+            runs_per_slot[slot_key(run)].append(run)
     with session_scope() as session:
         rows = list(session.scalars(select(JobLog).where(
             JobLog.job_id.in_(window.job_ids), JobLog.trigger == "schedule"
@@ -279,8 +295,8 @@ def analyse(client: SyncPrefectClient, window: Window, runs: list[FlowRun]) -> d
     rows_per_slot: dict[tuple[str, datetime], list[JobLog]] = defaultdict(list)
     for row in rows:
         run = run_by_id.get(row.flow_run_id)
-        if run is not None:
-            rows_per_slot[(row.job_id, slot_of(run))].append(row)
+        if run is not None and row.flow_run_id not in never_ran:
+            rows_per_slot[slot_key(run)].append(row)
 
     found: dict[str, Any] = {
         "expected": len(expected),
@@ -289,7 +305,7 @@ def analyse(client: SyncPrefectClient, window: Window, runs: list[FlowRun]) -> d
         "joblog_missing": sum(1 for key in expected if not rows_per_slot.get(key)),
         "joblog_duplicates": sum(max(0, len(rows_per_slot.get(key, [])) - 1) for key in expected),
         "success": 0, "not_final": 0, "disagree": [], "lateness": [], "prefect_lateness": [],
-        "states": Counter(),
+        "states": Counter(), "never_started": len(never_ran),
     }
     for key in expected:
         for row in rows_per_slot.get(key, []):
@@ -462,6 +478,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             found["joblog_missing"] == 0 and found["joblog_duplicates"] == 0),
         Row("JobLog SUCCESS", f"{found['success']} of {expected}", f"{expected}",
             found["success"] == expected),
+        Row("Runs the worker could not submit (never started), started again by ConnectHub",
+            f"{found['never_started']}", ""),
         Row("JobLog agrees with Prefect's final state",
             f"{len(found['disagree'])} disagreement(s), {found['not_final']} not final",
             "0, 0", not found["disagree"] and found["not_final"] == 0),
@@ -477,7 +495,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             f"p95 < {ADMIN_TARGET_P95_MS:.0f} ms, 0 errors",
             bool(sampler.latencies_ms) and not sampler.errors
             and Summary.of(sampler.latencies_ms).p95 < ADMIN_TARGET_P95_MS),
-        Row("Peak processes under the workers (flow runs) / peak load average (1 min)",
+        Row("Peak runs in flight under the workers / peak load average (1 min)",
             f"{sampler.peak_flow_processes} / {sampler.peak_load:.1f} on {os.cpu_count()} CPUs",
             ""),
     ]

@@ -1,9 +1,16 @@
-"""docs/benchmarks.md: the machine, the sizes, every figure with its target, and the details."""
+"""docs/benchmarks.md: the machine, the sizes, every figure with its target, and the details.
+
+The output file may also hold sections of benchmarks that have commands of their own (e.g.
+`python -m bench.steps`, `python -m bench.retention`), written into it by hand: every `## `
+section of the existing file that this report does not write (its own are Machine, Sizes,
+Summary, the profile notes and the numbered benchmark sections) is kept, unchanged, at the end.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -17,6 +24,8 @@ from bench.stats import Section, table
 from tests.support.pg import PG_ADMIN_URL
 
 FINDINGS = REPO_ROOT / "bench" / "findings.md"  # hand-written; included as it is
+OWN_SECTIONS = ("Machine", "Sizes", "Summary", "Profile notes and proposed fixes")
+NUMBERED = re.compile(r"\d+\. ")  # the benchmarks' own sections: "1. Run overhead: ..."
 
 
 def machine() -> dict[str, str]:
@@ -72,9 +81,20 @@ def load_average() -> str:
         return "?"
 
 
+def kept_sections(path: Path) -> list[str]:
+    """The sections of `path` that this report does not write, as they are."""
+    if not path.exists():
+        return []
+    parts = re.split(r"(?m)^(?=## )", path.read_text())[1:]
+    return [part.strip() for part in parts
+            if (title := part.split("\n", 1)[0][3:].strip()) not in OWN_SECTIONS
+            and not NUMBERED.match(title)]
+
+
 def write(path: Path, config: BenchConfig, sections: list[Section], started: datetime,
           load_start: str, command: str) -> None:
     finished = datetime.now(UTC)
+    kept = kept_sections(path)
     order = ["overhead", "sync", "admin", "schedule", "throughput"]  # the issue's numbering
     sections = sorted(sections, key=lambda s: order.index(s.key) if s.key in order else 99)
     lines: list[str] = ["# ConnectHub benchmarks", ""]
@@ -129,5 +149,7 @@ def write(path: Path, config: BenchConfig, sections: list[Section], started: dat
         for note in section.notes:
             lines += [note, ""]
         lines += [f"_Took {section.seconds / 60:.1f} min._", ""]
+    for text in kept:
+        lines += [text, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")

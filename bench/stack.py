@@ -2,12 +2,22 @@
 
 `Stack` owns everything the run creates: PostgreSQL databases (named `bench_<pid>_<name>`,
 dropped at close), `prefect server start` processes on PostgreSQL, `connecthub worker` processes
-and the admin under uvicorn, each logging to a file in the run directory. `work_pool()` has
-ConnectHub's sync create the work pool, as the product does. It starts and stops them with the
-helpers it shares with the test suite (tests/support).
+(each the parent of Prefect's worker and, unless warm start is off, of the fork server), plain
+`prefect worker start` processes (the bare flow's, as a user of Prefect alone runs it) and the
+admin under uvicorn, each logging to a file in the run directory. `work_pool()` has ConnectHub's
+sync create the work pool, as the product does; `bare_pool()` has `prefect work-pool create
+--type process` create one with Prefect's default job template. It starts and stops them with
+the helpers it shares with the test suite (tests/support).
 
 Workers run with `bench/_hook` on PYTHONPATH, so each flow-run process records its start time,
-its Prefect API calls and its peak memory into `Stack.process_log_dir` (see the hook).
+its Prefect API calls and its peak memory into `Stack.process_log_dir` (see the hook). They also
+get a bytecode cache in the run directory (PYTHONPYCACHEPREFIX): this machine's environment sets
+PYTHONDONTWRITEBYTECODE, so without it every new interpreter would compile ConnectHub's modules
+from source (~0.4 CPU-s per cold run here), which an installed ConnectHub never does.
+
+The process helpers at the end find, under any process (a worker, `connecthub up`), the
+processes of flow runs (`run_processes`, `runs_in_flight`), split a worker tree's CPU time
+between the worker's own processes and its runs (`worker_cpu`), and read memory from /proc.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -136,25 +147,46 @@ class Stack:
         working from that copy until its next sync with the server."""
         sync_all()
 
+    def bare_pool(self, name: str) -> None:
+        """A work pool as `prefect work-pool create --type process` makes it (Prefect's default
+        job template: no command, so its runs start through Prefect's workspace supervisor)."""
+        subprocess.run(
+            [sys.executable, "-m", "prefect", "work-pool", "create", name, "--type", "process"],
+            env=self.child_env(), cwd=REPO_ROOT, check=True, capture_output=True,
+        )
+
     def child_env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO_ROOT), str(HOOK_DIR), env.get("PYTHONPATH")])
         )
         env["BENCH_PROCESS_LOG_DIR"] = str(self.process_log_dir)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(self.run_dir / "pycache")
         env.update(extra)
         return env
 
     def worker(self, name: str, limit: int | None = None, **extra_env: str) -> Service:
         """A `connecthub worker` on the configured pool; waits until it polls."""
-        log_path = self.run_dir / f"worker-{name}.log"
         argv = [sys.executable, "-m", "connecthub.app.cli", "worker", "--name", f"bench-{name}"]
+        return self._worker(name, argv, limit, self.child_env(**extra_env))
+
+    def prefect_worker(self, name: str, pool: str, limit: int | None = None,
+                       **extra_env: str) -> Service:
+        """A plain `prefect worker start --pool POOL --type process`; waits until it polls."""
+        argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
+                "--type", "process", "--name", f"bench-{name}"]
+        return self._worker(name, argv, limit, self.child_env(**extra_env))
+
+    def _worker(self, name: str, argv: list[str], limit: int | None,
+                env: dict[str, str]) -> Service:
+        log_path = self.run_dir / f"worker-{name}.log"
         if limit:
-            argv += ["--limit", str(limit)]
+            argv = [*argv, "--limit", str(limit)]
         log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
         process = subprocess.Popen(
-            argv, env=self.child_env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=REPO_ROOT,
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
         )
         service = Service(name, process, log_path)
         self._exit.callback(self.stop, service)
@@ -198,7 +230,7 @@ def admin_session(base_url: str) -> httpx.Client:
     return client
 
 
-# --- memory -------------------------------------------------------------------------------
+# --- processes: memory, CPU, the processes of flow runs -------------------------------------
 
 
 def _status_kb(pid: int, field: str) -> int | None:
@@ -219,6 +251,24 @@ def peak_rss_kb(pid: int) -> int | None:
 
 def rss_kb(pid: int) -> int | None:
     return _status_kb(pid, "VmRSS")
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """/proc/<pid>/smaps_rollup in kB (Rss, Pss, Shared_Clean, Private_Dirty, ...); {} if gone.
+
+    Pss charges each page shared by k processes 1/k to each: the fair share of a forked child
+    that still shares its parent's pages copy-on-write."""
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    found[key] = int(parts[0])
+    except OSError:
+        return {}
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -247,14 +297,187 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def wait_no_children(pid: int, timeout: float = 15) -> bool:
-    """Wait until `pid` has no child process left; False on timeout."""
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return [part.decode(errors="replace") for part in cmdline.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def is_prefect_worker(pid: int) -> bool:
+    argv = _argv(pid)
+    return any(argv[i : i + 4] == ["prefect", "worker", "start", "--pool"]
+               for i in range(len(argv)))
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def is_forkserver(pid: int) -> bool:
+    """Whether `pid` is a fork server (its forked run processes keep its command line)."""
+    return ("deployments.forkserver" in _argv(pid)
+            and "deployments.forkserver" not in _argv(_parent(pid)))
+
+
+def forkserver_pid(root: int) -> int | None:
+    """The fork server under `root` (a `connecthub worker`), if one runs."""
+    return next((pid for pid in descendants(root) if is_forkserver(pid)), None)
+
+
+def _starters(root: int) -> list[int]:
+    """The processes under `root` (itself included) that start flow runs' processes: Prefect
+    workers (their children: launchers, engines, workspace supervisors) and fork servers (their
+    children: forked run processes)."""
+    return [pid for pid in [root, *descendants(root)] if is_prefect_worker(pid)
+            or is_forkserver(pid)]
+
+
+def runs_in_flight(root: int) -> list[int]:
+    """One process per flow run in flight under `root`: the process a Prefect worker started
+    for it (on the warm path, the launcher; its forked run process is the fork server's)."""
+    return [child for pid in _starters(root) if is_prefect_worker(pid)
+            for child in children(pid)]
+
+
+def run_processes(root: int) -> list[int]:
+    """Every process of the flow runs under `root`: launchers, engines, supervisors and
+    forked run processes, with whatever they started."""
+    return [pid for starter in _starters(root) for pid in descendants(starter)]
+
+
+def wait_idle(root: int, timeout: float = 15) -> bool:
+    """Wait until no flow-run process is left under `root`; False on timeout."""
     deadline = time.monotonic() + timeout
-    while children(pid):
+    while run_processes(root):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(own, reaped) CPU seconds of `pid`: its user + system time, and that of the children it
+    has waited for (the kernel adds a child's own and reaped time to its parent's on wait)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        own = int(fields[11]) + int(fields[12])
+        reaped = int(fields[13]) + int(fields[14])
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+    return own / CLOCK_TICKS, reaped / CLOCK_TICKS
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of `root` and every process under it, live or reaped by one of them: each
+    process counts once, as a live process's own time or in the reaped time of its parent."""
+    return sum(sum(cpu_times(pid)) for pid in [root, *descendants(root)])
+
+
+def worker_cpu(root: int) -> tuple[float, float]:
+    """(worker, runs) CPU seconds of the worker tree at `root`: the worker's own processes
+    (`connecthub worker`, Prefect's worker, the fork server), and the processes of its flow runs,
+    live or already reaped by Prefect's worker or the fork server. Deltas of two readings give
+    the CPU spent in between, whether a run process ended meanwhile or not."""
+    runs = set(run_processes(root))
+    starters = set(_starters(root))
+    worker = flow = 0.0
+    for pid in [root, *descendants(root)]:
+        own, reaped = cpu_times(pid)
+        if pid in runs:
+            flow += own + reaped
+        else:
+            worker += own
+            if pid in starters:
+                flow += reaped
+            else:
+                worker += reaped  # e.g. a fork server that died and was restarted
+    return worker, flow
+
+
+def _postmasters() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
+            and _comm(int(entry)) == "postgres" and _comm(_parent(int(entry))) != "postgres"]
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of the PostgreSQL server, all databases, backends that exited included (the
+    postmaster reaps them). Other databases on the same server (other test suites) count too."""
+    return sum(tree_cpu(pid) for pid in _postmasters())
+
+
+class PostgresSampler:
+    """CPU seconds of the PostgreSQL backends that serve this run's databases, sampled in a
+    thread every `every` seconds.
+
+    A backend's process title names its database (`postgres: 15/main: postgres
+    bench_<pid>_prefect_main 127.0.0.1(...) idle`), which tells this run's backends from those of
+    other databases on the same server. A backend's CPU time counts from its start (a forked
+    process's times start at 0), as last sampled: what it spends after its last sample, and a
+    backend that lives less than `every`, are missed. `total()` is cumulative since `start()`."""
+
+    def __init__(self, prefix: str, every: float = 0.2) -> None:
+        self.prefix = prefix
+        self.every = every
+        self._first: dict[tuple[int, int], float] = {}  # (pid, start tick) -> CPU at first sight
+        self._last: dict[tuple[int, int], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="postgres-cpu", daemon=True)
+        self._masters = _postmasters()  # every backend is a child of its server's postmaster
+
+    def start(self) -> None:
+        self._scan(first=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def total(self) -> float:
+        self._scan()
+        with self._lock:
+            return sum(cpu - self._first[key] for key, cpu in self._last.items())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._scan()
+
+    def _scan(self, first: bool = False) -> None:
+        marker = f" {self.prefix}_".encode()
+        for master in self._masters:
+            for pid in children(master):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        if marker not in cmdline.read():
+                            continue
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                key = (pid, int(fields[19]))
+                cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+                with self._lock:
+                    self._first.setdefault(key, cpu if first else 0.0)
+                    self._last[key] = cpu
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
 
 
 def settings_summary() -> dict[str, str]:
