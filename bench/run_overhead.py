@@ -171,9 +171,9 @@ def run(ctx: Context) -> Section:
         "were forked from its fork server), the same with CONNECTHUB_WARM_START=false on pool "
         f"`{COLD_POOL}`, and `prefect worker start --pool {BARE_POOL} --type process` with the "
         f"same polling settings ({', '.join(f'{k}={v}' for k, v in polling_env().items())}), "
-        "all without --limit; Prefect server on PostgreSQL. ConnectHub's worker also sets "
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY for its runs (the heartbeat automation needs it); "
-        "Prefect's own worker, as a user of Prefect alone runs it, does not."
+        "all without --limit; Prefect server on PostgreSQL. Flow-run heartbeats are on for "
+        "every kind: ConnectHub's worker sets PREFECT_FLOWS_HEARTBEAT_FREQUENCY (30 s, for its "
+        "heartbeat automation), Prefect's default is 180 s."
     )
     if candidate:
         section.note(
@@ -284,7 +284,7 @@ def _breakdown(runs: dict[str, list[RunTiming]]) -> str:
         ("Running → Completed (bare: the whole flow)", None, ("running", "final")),
         ("JobLog SUCCESS → Completed", ("body_end", "final"), None),
         ("Completed → the engine's main thread is done (the end of the engine, joining "
-         "Prefect's heartbeat thread where heartbeats are on)",
+         "Prefect's heartbeat thread)",
          ("final", "engine_done"), ("final", "engine_done")),
         ("engine's main thread done → the run's process exits (atexit: Prefect's flush of "
          "events and logs; interpreter exit; warm: the launcher relays the exit)",

@@ -595,7 +595,7 @@ def _leak_figures(section: Section, memory: ForkServerMemory | None, runs: int) 
     )
     section.note(
         "Fork server RSS against the runs it had forked (sampled every "
-        f"{FORKSERVER_SAMPLE_SECONDS} s): "
+        f"{FORKSERVER_SAMPLE_SECONDS} s during the timed window, and once all runs had ended): "
         + ", ".join(f"{count:,} runs {fmt_number(kb / 1024, 1)} MiB"
                     for count, kb in _thin(memory.samples, 12)) + "."
     )
