@@ -120,6 +120,17 @@ def task_runs(flow_run_id: str, expected: int, timeout: float = 60) -> dict[str,
         time.sleep(0.5)
 
 
+def logs_of_task_run(task_run_id: str, awaited: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """The task run's logs, once one of them contains `awaited` or `timeout` has passed (logs
+    reach the server through Prefect's batched log worker, apart from the task-run events)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = prefect_api("/logs/filter", {"logs": {"task_run_id": {"any_": [task_run_id]}}})
+        if any(awaited in line["message"] for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
+
+
 def parent_of(runs: dict[str, dict[str, Any]], name: str) -> str | None:
     parents = runs[name]["task_inputs"].get("__parents__") or []
     ids = {parent["id"] for parent in parents}
@@ -152,8 +163,7 @@ def test_a_run_shows_its_name_steps_and_links_in_prefect(pg_env: None, worker: A
     assert parent_of(runs, "fetch") == "run plugin"
     assert parent_of(runs, "page 1") == "transform"
     assert parent_of(runs, "run plugin") is None
-    fetch_id = runs["fetch"]["id"]
-    step_logs = prefect_api("/logs/filter", {"logs": {"task_run_id": {"any_": [fetch_id]}}})
+    step_logs = logs_of_task_run(runs["fetch"]["id"], "fetching from crm in batches of 10")
     assert any("fetching from crm in batches of 10" in line["message"] for line in step_logs)
 
     of_run = {"artifacts": {"flow_run_id": {"any_": [log.flow_run_id]}}}
