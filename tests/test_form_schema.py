@@ -43,8 +43,8 @@ def test_the_form_defaults_are_jobspecs() -> None:
 class GrownSpec(JobSpec):
     """JobSpec with fields a later issue might add, none of them known to the form."""
 
-    max_log_rows: int | None = Field(
-        default=None, ge=1, description="The newest rows of this job that are kept."
+    keep_days: int | None = Field(
+        default=None, ge=1, description="Days of history this job keeps."
     )
     owner: str = Field(description="Who answers for this job.")
     notify_on_success: bool = True
@@ -60,10 +60,10 @@ def test_a_field_added_to_jobspec_appears_in_the_form() -> None:
     form = grown_form()
     assert [field.name for field in form] == list(GrownSpec.model_fields)
 
-    rows = form["max_log_rows"]
+    rows = form["keep_days"]
     assert isinstance(rows, IntegerField)
-    assert rows.label.text == "Max log rows"
-    assert rows.description == "The newest rows of this job that are kept."
+    assert rows.label.text == "Keep days"
+    assert rows.description == "Days of history this job keeps."
     assert rows.data is None and not rows.flags.required
 
     owner = form["owner"]
@@ -78,11 +78,11 @@ def test_a_field_added_to_jobspec_appears_in_the_form() -> None:
 @pytest.mark.parametrize(
     ("posted", "errors"),
     [
-        ({"max_log_rows": [""], "batch_size": ["20"]}, {"owner": ["This field is required."]}),
+        ({"keep_days": [""], "batch_size": ["20"]}, {"owner": ["This field is required."]}),
         ({"owner": ["ops"], "batch_size": [""]}, {"batch_size": ["This field is required."]}),
         (
-            {"owner": ["ops"], "max_log_rows": ["many"]},
-            {"max_log_rows": ["Not a valid integer value."]},
+            {"owner": ["ops"], "keep_days": ["many"]},
+            {"keep_days": ["Not a valid integer value."]},
         ),
     ],
     ids=["required left out", "blank where a default exists", "not a number"],
@@ -101,7 +101,7 @@ def test_a_field_left_out_of_a_post_keeps_its_default() -> None:
     form.validate()
     assert "batch_size" not in form.errors
     assert form["batch_size"].data == 500
-    assert form["max_log_rows"].data is None
+    assert form["keep_days"].data is None
 
 
 def test_a_type_the_form_cannot_show_is_refused_by_name() -> None:

@@ -87,6 +87,8 @@ class Job(Base):
     alerts: Mapped[list[str]] = mapped_column(JSON, server_default="[]")
     alert_after_failures: Mapped[int] = mapped_column(Integer, server_default="1")
     alert_every_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # NULL: the global JOBLOG_MAX_ROWS_PER_JOB applies (`db.retention`).
+    max_log_rows: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deployment_id: Mapped[str | None] = mapped_column(String(36))

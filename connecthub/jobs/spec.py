@@ -135,6 +135,11 @@ class JobSpec(BaseModel):
         description="Alert every failure once a streak is alert_after_failures long, not just "
         "the first.",
     )
+    max_log_rows: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Keep at most this many JobLog rows of this job, the newest; unset: "
+        "JOBLOG_MAX_ROWS_PER_JOB.",
+    )
 
     @field_validator("id")
     @classmethod
