@@ -23,25 +23,30 @@ suite's server) and to the compose file's `prefect-server`:
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
 `python -m deployments.server` (`server_argv`): Prefect's own `prefect server start`, with one
-change on SQLite, `ImmediateSqliteConfiguration`. Prefect opens its write transactions as
-`BEGIN DEFERRED` (IMMEDIATE only where it also locks rows), so a request that reads, then
-writes in one transaction (a flow run's labels when a worker submits it, a worker's heartbeat)
-fails at once with "database is locked" (answered 503) whenever another write commits between
-its read and its write: SQLite's busy timeout cannot help a transaction whose snapshot is
-already stale. Begun IMMEDIATE, the transaction takes the write lock first and waits its turn
-under the busy timeout (Prefect's 60 s) instead. Reads outside a transaction are untouched, and
-WAL still lets them run beside the writer. Measured with 40 flow runs' labels and 5 workers'
-heartbeats sent at once, 5 rounds: Prefect's server answered 350 of 400 with 503, this one none
-(tests/test_embedded_server.py). The setting is installed through Prefect's own seam for it
-(`MODELS_DEPENDENCIES["database_config"]`, as `temporary_database_config` uses); on PostgreSQL
-nothing changes.
+change on SQLite. Prefect opens its write transactions as `BEGIN DEFERRED` (IMMEDIATE only where
+it also locks rows), so the two requests a worker sends for every run and every poll that read,
+then write, in one transaction (`READ_THEN_WRITE`: a flow run's labels when the worker submits
+it, the worker's heartbeat) fail at once with "database is locked" (answered 503) whenever
+another write commits between their read and their write: SQLite's busy timeout cannot help a
+transaction whose snapshot is already stale. Those two requests' transactions are begun
+IMMEDIATE here: they take the write lock first and wait their turn under the busy timeout
+(Prefect's 60 s). Only those two: begun IMMEDIATE everywhere, requests whose transaction waits
+on a second transaction of the same request stalled the server for minutes under load (40 jobs
+a minute; measured), where DEFERRED fails fast and the client retries. Measured with 40 flow
+runs' labels and 5 workers' heartbeats sent at once, 5 rounds: Prefect's server answered 350 of
+400 with 503, this one none (tests/test_embedded_server.py). The configuration goes in through
+Prefect's own seam for it (`MODELS_DEPENDENCIES["database_config"]`, which
+`temporary_database_config` uses), the request marking through the app that `prefect server
+start` serves; on PostgreSQL nothing changes.
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +77,19 @@ def server_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "deployments.server", "--host", "127.0.0.1", "--port", str(port)]
 
 
+# The requests whose transaction reads, then writes (method, path under the API).
+READ_THEN_WRITE = (
+    ("PATCH", re.compile(r"/flow_runs/[^/]+/labels$")),
+    ("POST", re.compile(r"/work_pools/[^/]+/workers/heartbeat$")),
+)
+_WRITE_LOCK_FIRST: ContextVar[bool] = ContextVar("connecthub_write_lock_first", default=False)
+
+Asgi = Callable[[Any, Any, Any], Awaitable[None]]
+
+
 def immediate_sqlite_configuration(connection_url: str) -> Any:
-    """Prefect's SQLite configuration with every explicit transaction begun IMMEDIATE."""
+    """Prefect's SQLite configuration, beginning IMMEDIATE the transactions of the requests
+    `write_lock_first` marks."""
     from prefect.server.database.configurations import AioSqliteConfiguration
 
     class ImmediateSqliteConfiguration(AioSqliteConfiguration):
@@ -81,14 +97,35 @@ def immediate_sqlite_configuration(connection_url: str) -> Any:
         async def begin_transaction(
             self, session: Any, with_for_update: bool = False
         ) -> AsyncIterator[Any]:
-            async with super().begin_transaction(session, with_for_update=True) as transaction:
+            immediate = with_for_update or _WRITE_LOCK_FIRST.get()
+            async with super().begin_transaction(session, immediate) as transaction:
                 yield transaction
 
     return ImmediateSqliteConfiguration(connection_url=connection_url)
 
 
+def write_lock_first(app: Asgi) -> Asgi:
+    """`app`, with the READ_THEN_WRITE requests marked for an IMMEDIATE transaction."""
+
+    async def marked(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and any(
+            scope["method"] == method and path.search(scope["path"])
+            for method, path in READ_THEN_WRITE
+        ):
+            token = _WRITE_LOCK_FIRST.set(True)  # the request's own task and what it awaits
+            try:
+                await app(scope, receive, send)
+            finally:
+                _WRITE_LOCK_FIRST.reset(token)
+        else:
+            await app(scope, receive, send)
+
+    return marked
+
+
 def main(argv: list[str]) -> None:
-    """`prefect server start ARGV`, with write transactions begun IMMEDIATE on SQLite."""
+    """`prefect server start ARGV`; on SQLite, READ_THEN_WRITE requests lock first."""
+    import prefect.server.api.server as prefect_server
     from prefect.cli import app
     from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
@@ -96,6 +133,11 @@ def main(argv: list[str]) -> None:
     connection_url = PREFECT_API_DATABASE_CONNECTION_URL.value()
     if connection_url.startswith("sqlite"):
         MODELS_DEPENDENCIES["database_config"] = immediate_sqlite_configuration(connection_url)
+        create_app = prefect_server.create_app
+        # `prefect server start` imports create_app from this module when it starts serving.
+        prefect_server.create_app = lambda *args, **kwargs: write_lock_first(
+            create_app(*args, **kwargs)
+        )
     sys.argv = ["prefect", "server", "start", *argv]  # Prefect's CLI reads its arguments there
     app()
 
