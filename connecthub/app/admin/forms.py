@@ -52,7 +52,7 @@ from connecthub.app.admin.config_fields import (
     PARAMS,
     SECRETS,
     ConfigField,
-    _unwrap_optional,
+    unwrap_optional,
     collect,
     config_fields,
     field_of,
@@ -322,7 +322,7 @@ ADMIN_FIELDS: dict[str, AdminField] = {
 
 def _shape(info: FieldInfo) -> tuple[Any, bool]:
     """The field's type without None, and whether None is allowed."""
-    annotation = _unwrap_optional(info.annotation)
+    annotation = unwrap_optional(info.annotation)
     return annotation, annotation is not info.annotation
 
 
