@@ -52,11 +52,11 @@ from connecthub.app.admin.config_fields import (
     PARAMS,
     SECRETS,
     ConfigField,
-    unwrap_optional,
     collect,
     config_fields,
     field_of,
     initial,
+    unwrap_optional,
 )
 from connecthub.jobs.base import JobConfigError
 from connecthub.jobs.spec import (
