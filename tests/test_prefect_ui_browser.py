@@ -159,8 +159,8 @@ def test_typed_form_run_with_params_and_the_prefect_ui(  # type: ignore[no-untyp
         graph = httpx.get(f"{ui_url}/api/flow_runs/{flow_run_id}/graph-v2", timeout=30).json()
         nodes = {node["label"]: node for _, node in graph["nodes"]}
         assert steps <= set(nodes)
-        parents = {edge["id"] for edge in nodes["page 1"]["parents"]}
-        assert nodes["transform"]["id"] in parents
+        encapsulating = {edge["id"] for edge in nodes["page 1"]["encapsulating"]}
+        assert nodes["transform"]["id"] in encapsulating
         wait_for_drawing(page.locator("canvas").first)  # the graph, drawn (WebGL)
         page.get_by_text("Task Runs", exact=True).click()  # the run page's tabs
         for step in steps:
