@@ -26,10 +26,12 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs as code: apply, export, list, delete.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert channels: add, list, test, delete.")
 logs_app = typer.Typer(help="The JobLog: the newest entries, or one execution whole.")
+users_app = typer.Typer(no_args_is_help=True, help="Users and roles: viewer, operator, admin.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(logs_app, name="logs")
+app.add_typer(users_app, name="users")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,13 +60,14 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from connecthub.app.supervisor import StartupError
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
+    from connecthub.db.users import UserError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
     from deployments.errors import EngineError
 
     return (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, TimeoutError, StartupError, EngineError, ChannelError,
+        DecryptionError, TimeoutError, StartupError, EngineError, ChannelError, UserError,
     )
 
 
@@ -352,6 +355,133 @@ def alerts_delete(name: str) -> None:
     with session_scope() as session:
         delete_channel(session, name)
     typer.echo(f"deleted alert channel {name}")
+
+
+def _role(value: str) -> Any:
+    from connecthub.security.roles import Role
+
+    try:
+        return Role.parse(value)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _new_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password read from stdin (one line), or a generated one; and whether generated."""
+    from connecthub.security.passwords import generate_password
+
+    if not from_stdin:
+        return generate_password(), True
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("no password on stdin (one line expected)")
+    return password, False
+
+
+def _say_password(username: str, password: str, generated: bool) -> None:
+    if generated:
+        typer.echo(f"one-time password for {username} (shown only now): {password}")
+
+
+@users_app.command("add")
+@command
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Add a user; prints a generated one-time password unless --password-stdin."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    chosen = _role(role)
+    password, generated = _new_password(password_stdin)
+    _prepare()
+    with session_scope() as session:
+        user = users.create_user(session, username, chosen, password)
+        name = user.username
+    typer.echo(f"added user {name} ({chosen.value})")
+    _say_password(name, password, generated)
+
+
+@users_app.command("list")
+@command
+def users_list() -> None:
+    """List the users, their roles and last login."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        rows = [(u.username, u.role, u.disabled, u.last_login_at)
+                for u in users.list_users(session)]
+    typer.echo(f"{'USERNAME':<30} {'ROLE':<9} {'STATE':<9} LAST LOGIN")
+    for username, role, disabled, last_login in rows:
+        state = "disabled" if disabled else "active"
+        shown = f"{last_login:%Y-%m-%d %H:%M} UTC" if last_login else "never"
+        typer.echo(f"{username:<30} {role:<9} {state:<9} {shown}")
+
+
+@users_app.command("set-role")
+@command
+def users_set_role(username: str, role: str) -> None:
+    """Give USERNAME the role ROLE (viewer, operator or admin)."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    chosen = _role(role)
+    _prepare()
+    with session_scope() as session:
+        name = users.set_role(session, username, chosen).username
+    typer.echo(f"{name} is now {chosen.value}")
+
+
+@users_app.command("disable")
+@command
+def users_disable(username: str) -> None:
+    """Stop USERNAME from logging in; their sessions and tokens stop working at once."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        name = users.set_disabled(session, username, True).username
+    typer.echo(f"disabled {name}")
+
+
+@users_app.command("enable")
+@command
+def users_enable(username: str) -> None:
+    """Let a disabled USERNAME log in again."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        name = users.set_disabled(session, username, False).username
+    typer.echo(f"enabled {name}")
+
+
+@users_app.command("reset-password")
+@command
+def users_reset_password(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password (a generated one-time password unless --password-stdin)."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    password, generated = _new_password(password_stdin)
+    _prepare()
+    with session_scope() as session:
+        name = users.set_password(session, username, password).username
+    typer.echo(f"password of {name} reset; their open sessions are ended")
+    _say_password(name, password, generated)
 
 
 @app.command("status")

@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
         methods=["GET"],
         include_in_schema=False,
     )
-    mount_admin(app, auth)
+    app.state.admin = mount_admin(app, auth)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The Job and JobLog tables.
+"""ConnectHub's tables.
 
 Job is an integration job's configuration and its sync state with Prefect; `secret_cfg` holds
 only a Fernet token. JobLog is one row per attempt of a flow run, unique on
@@ -6,6 +6,8 @@ only a Fernet token. JobLog is one row per attempt of a flow run, unique on
 JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
 AlertChannel holds a channel's apprise URL only as a Fernet token; AlertDelivery is one alert to
 one channel, unique on (channel, event_key); LoopState is what each background loop last did.
+User is a person who logs in, with a role and an argon2 hash of the password; LoginFailure
+counts failed logins per throttle key, so every admin replica sees the same counts.
 The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
 to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
 an attribute left at None on INSERT).
@@ -21,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -205,3 +208,33 @@ class LoopState(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The alert evaluation's high-water mark: every JobLog id at or below it was final.
     cursor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """A person who logs in: a lower-case username, a role (`security.roles`), an argon2 hash."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A session started before this moment is no longer valid (password reset, disabled).
+    sessions_valid_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class LoginFailure(Base):
+    """Failed logins under one throttle key ("pair:<address> <username>" or "address:<address>")."""
+
+    __tablename__ = "login_failure"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    # Seconds since the epoch of the last failure (wall clock: replicas compare it).
+    last_failure: Mapped[float] = mapped_column(Float)

@@ -19,6 +19,7 @@ from wtforms.validators import InputRequired
 
 from connecthub.alerts import ChannelError, add_channel, delete_channel
 from connecthub.app.admin.formatting import TYPE_FORMATTERS, format_time
+from connecthub.app.admin.views import AddressIds
 from connecthub.db.engine import session_scope
 from connecthub.db.models import AlertChannel, AlertDelivery
 
@@ -54,7 +55,7 @@ def _delete(name: str) -> None:
         delete_channel(session, name)
 
 
-class AlertChannelView(ModelView, model=AlertChannel):
+class AlertChannelView(AddressIds, ModelView, model=AlertChannel):
     name = "Alert channel"
     name_plural = "Alert channels"
     icon = "fa-solid fa-bell"
@@ -90,7 +91,7 @@ class AlertChannelView(ModelView, model=AlertChannel):
             raise AdminChannelError(str(error)) from None
 
 
-class AlertDeliveryView(ModelView, model=AlertDelivery):
+class AlertDeliveryView(AddressIds, ModelView, model=AlertDelivery):
     name = "Alert delivery"
     name_plural = "Alert deliveries"
     icon = "fa-solid fa-paper-plane"

@@ -50,6 +50,7 @@ from connecthub.app.admin.formatting import (
     status_badge,
 )
 from connecthub.app.admin.forms import JobEditForm, JobForm, RunParamsForm, build_spec
+from connecthub.app.admin.permissions import ENABLE, RETRY, RUN, require
 from connecthub.db import crud
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
@@ -90,7 +91,7 @@ def _log_db_error(action: str, job_id: str, error: SQLAlchemyError) -> None:
 
 
 
-class _AddressIds:
+class AddressIds:
     """An id in the address that cannot exist (not a number, out of range, a NUL) is a 404;
     and no column is ever served as a file (SQLAdmin would serve the file a value names)."""
 
@@ -108,7 +109,7 @@ class _AddressIds:
 
 
 
-class JobView(_AddressIds, ModelView, model=Job):
+class JobView(AddressIds, ModelView, model=Job):
     name = "Job"
     name_plural = "Jobs"
     icon = "fa-solid fa-gears"
@@ -274,6 +275,7 @@ class JobView(_AddressIds, ModelView, model=Job):
 
     @expose("/run/{pk}", methods=["POST"])
     async def run_job_now(self, request: Request) -> Response:
+        require(self, request, RUN)
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
@@ -286,6 +288,7 @@ class JobView(_AddressIds, ModelView, model=Job):
 
     @expose("/run-with-params/{pk}", methods=["GET", "POST"])
     async def run_with_params(self, request: Request) -> Response:
+        require(self, request, RUN)
         job_id = request.path_params["pk"]
         job = await run_in_threadpool(queries.find_job, job_id)
         if job is None:
@@ -323,6 +326,7 @@ class JobView(_AddressIds, ModelView, model=Job):
         return await self._set_enabled(request, enabled=False)
 
     async def _set_enabled(self, request: Request, enabled: bool) -> Response:
+        require(self, request, ENABLE)
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
@@ -339,7 +343,7 @@ class JobView(_AddressIds, ModelView, model=Job):
         return self._back(request, form.get("back_to"), job_id)
 
 
-class JobLogView(_AddressIds, ModelView, model=JobLog):
+class JobLogView(AddressIds, ModelView, model=JobLog):
     name = "Job log"
     name_plural = "Job logs"
     icon = "fa-solid fa-list-check"
@@ -421,6 +425,7 @@ class JobLogView(_AddressIds, ModelView, model=JobLog):
 
     @expose("/retry/{pk}", methods=["POST"])
     async def retry_execution(self, request: Request) -> Response:
+        require(self, request, RETRY)
         form = await require_csrf(request)
         try:
             log_id = int(request.path_params["pk"])
