@@ -68,8 +68,8 @@ def pg_env(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     with get_engine().begin() as conn:
         conn.execute(text(
-            "TRUNCATE job_log, job, alert_channel, alert_delivery, loop_state, app_user, "
-            "login_failure RESTART IDENTITY"
+            "TRUNCATE job_log, job, alert_channel, alert_delivery, loop_state, api_token, "
+            "app_user, login_failure RESTART IDENTITY"
         ))
     monkeypatch.undo()
     use_settings(None, **_session_env())

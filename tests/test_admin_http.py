@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from connecthub.app import job_changes
 from connecthub.app.admin import auth as admin_auth
 from connecthub.app.admin import views as admin_views
 from connecthub.app.admin.auth import LoginThrottle, load_credentials
@@ -350,7 +351,7 @@ def test_database_errors_never_show_sql_or_parameters(
     def fail(_spec: Any) -> Job:
         raise error
 
-    monkeypatch.setattr(admin_views.queries, "insert_job", fail)
+    monkeypatch.setattr(job_changes, "insert_job", fail)
     response = create_job(client)
     assert response.status_code == 400
     page = html.unescape(response.text)

@@ -226,7 +226,7 @@ def test_no_route_changes_anything_on_get(
     assert changing == {
         "create", "edit", "delete", "import", "login", "view-job-run_job_now",
         "view-job-enable_job", "view-job-disable_job", "view-job-log-retry_execution",
-        "view-job-run_with_params",
+        "view-job-run_with_params", "view-api-token-revoke_token",
     }, changing
     ours = [route for route in routes if route.name.startswith("view-")]
     # Actions are POST only; a form page (GET) posts to itself.

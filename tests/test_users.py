@@ -68,6 +68,7 @@ LEAST_ROLE = {
     "view-job-enable_job": Role.OPERATOR,
     "view-job-disable_job": Role.OPERATOR,
     "view-job-log-retry_execution": Role.OPERATOR,
+    "view-api-token-revoke_token": Role.ADMIN,
 }
 # Views that only an admin may open at all.
 ADMIN_ONLY = {"user", "api-token"}
@@ -92,7 +93,7 @@ def _ensure_fixtures(admin: TestClient) -> dict[str, str]:
             add_channel(session, "ops", "json://localhost:9/hook")
         viewer = users.get_user(session, "viewer1")
     return {"job": JOB_ID, "job-log": str(add_log()), "alert-channel": "ops",
-            "alert-delivery": "1", "user": str(viewer.id)}
+            "alert-delivery": "1", "user": str(viewer.id), "api-token": "1"}
 
 
 def test_role_by_admin_route_table(prefect_down: None) -> None:

@@ -27,11 +27,13 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Jobs as code: apply, export, 
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert channels: add, list, test, delete.")
 logs_app = typer.Typer(help="The JobLog: the newest entries, or one execution whole.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and roles: viewer, operator, admin.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: create, list, revoke.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(logs_app, name="logs")
 app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +62,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from connecthub.app.supervisor import StartupError
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
+    from connecthub.db.tokens import TokenError
     from connecthub.db.users import UserError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
@@ -68,6 +71,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     return (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
         DecryptionError, TimeoutError, StartupError, EngineError, ChannelError, UserError,
+        TokenError,
     )
 
 
@@ -482,6 +486,64 @@ def users_reset_password(
         name = users.set_password(session, username, password).username
     typer.echo(f"password of {name} reset; their open sessions are ended")
     _say_password(name, password, generated)
+
+
+@tokens_app.command("create")
+@command
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="The user the token acts as.")],
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime, e.g. 30d, 12h, 2w (none: never).")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
+) -> None:
+    """Create an API token for USER and print it (the only time it is shown)."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    lifetime = tokens.parse_duration(expires) if expires is not None else None
+    _prepare()
+    with session_scope() as session:
+        row, token = tokens.create_token(session, user, name=name, expires_in=lifetime)
+        token_id, until = row.id, row.expires_at
+    shown = f"{until:%Y-%m-%d %H:%M} UTC" if until else "never"
+    typer.echo(f"token #{token_id} for {user.strip().lower()}, expires {shown}; shown only now:",
+               err=True)
+    typer.echo(token)
+
+
+@tokens_app.command("list")
+@command
+def tokens_list() -> None:
+    """List the API tokens: user, state, expiry, last use (never the token)."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    def when(moment: Any) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    _prepare()
+    with session_scope() as session:
+        rows = [(t.id, username, t.prefix, tokens.token_state(t), t.expires_at, t.last_used_at,
+                 t.name) for t, username in tokens.list_tokens(session)]
+    typer.echo(f"{'ID':<6} {'USER':<20} {'TOKEN':<12} {'STATE':<8} {'EXPIRES (UTC)':<17} "
+               f"{'LAST USED (UTC)':<17} NAME")
+    for token_id, username, prefix, state, expires_at, last_used, name in rows:
+        typer.echo(f"{token_id:<6} {username:<20} {prefix + '...':<12} {state:<8} "
+                   f"{when(expires_at):<17} {when(last_used):<17} {name}".rstrip())
+
+
+@tokens_app.command("revoke")
+@command
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.", min=1)]) -> None:
+    """Revoke the API token TOKEN_ID: it stops working at once."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        tokens.revoke_token(session, token_id)
+    typer.echo(f"revoked token #{token_id}")
 
 
 @app.command("status")

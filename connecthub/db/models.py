@@ -7,7 +7,8 @@ JobLog keeps `job_id` as a plain column, not a foreign key: the history of a del
 AlertChannel holds a channel's apprise URL only as a Fernet token; AlertDelivery is one alert to
 one channel, unique on (channel, event_key); LoopState is what each background loop last did.
 User is a person who logs in, with a role and an argon2 hash of the password; LoginFailure
-counts failed logins per throttle key, so every admin replica sees the same counts.
+counts failed logins per throttle key, so every admin replica sees the same counts. ApiToken is
+a user's API token, stored only as its SHA-256.
 The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
 to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
 an attribute left at None on INSERT).
@@ -238,3 +239,23 @@ class LoginFailure(Base):
     count: Mapped[int] = mapped_column(Integer)
     # Seconds since the epoch of the last failure (wall clock: replicas compare it).
     last_failure: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """An API token of a user: only the SHA-256 of the token is stored (`db.tokens`)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, so an operator can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.prefix}…"

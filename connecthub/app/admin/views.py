@@ -13,15 +13,15 @@ at `JOBLOG_COUNT_CAP` (10,000) rows so that a list page stays fast at millions o
 details page (`joblog_details.html`) offers Retry and Retry with current config, as POST forms
 with the CSRF token, and links the run in the Prefect UI.
 
-Database errors are shown as a short message of ours, never with SQL or parameters (which can
-include a Fernet token).
+Saves, deletes, Enable and Disable go through `app.job_changes`, the code path the REST API
+shares: database errors are shown as a short message of its own, never with SQL or parameters
+(which can include a Fernet token).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from markupsafe import Markup
@@ -29,7 +29,6 @@ from sqladmin import ModelView, expose
 from sqladmin.flash import Flash, FlashLevel
 from sqladmin.pagination import Pagination
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import defer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -37,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
+from connecthub.app import job_changes
 from connecthub.app.admin import formatting, queries
 from connecthub.app.admin.auth import require_csrf
 from connecthub.app.admin.formatting import (
@@ -55,7 +55,7 @@ from connecthub.db import crud
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
 from connecthub.jobs.vocabulary import RunStatus
-from deployments import runs, sync
+from deployments import runs
 from deployments.client import EngineError
 
 logger = logging.getLogger(__name__)
@@ -81,14 +81,6 @@ def notify(request: Request, level: FlashLevel, message: str) -> None:
 
 def _redirect(url: Any) -> RedirectResponse:
     return RedirectResponse(str(url), status_code=303)
-
-
-def _log_db_error(action: str, job_id: str, error: SQLAlchemyError) -> None:
-    # The statement and its parameters may hold a Fernet token: log only what kind of error.
-    reason = type(getattr(error, "orig", None) or error).__name__
-    logger.error("database error while %s job %s: %s", action, job_id, reason)
-
-
 
 
 class AddressIds:
@@ -174,7 +166,7 @@ class JobView(AddressIds, ModelView, model=Job):
         if not prefix:
             return stmt
         return stmt.where(
-            or_(queries.prefix_match(Job.id, prefix), queries.prefix_match(Job.name, prefix))
+            or_(crud.prefix_match(Job.id, prefix), crud.prefix_match(Job.name, prefix))
         )
 
     async def scaffold_form(self, rules: builtins.list[str] | None = None) -> type[Form]:
@@ -201,41 +193,25 @@ class JobView(AddressIds, ModelView, model=Job):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Job:
         spec = build_spec(data)  # the form validated it; this cannot fail differently now
-        job = await self._save(spec, queries.insert_job)
+        job = await self._save(spec, new=True)
         await self._sync(request, job.id, saved="created")
         return job
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Job:
         if data.get("id") != pk:
-            raise AdminError("The id of a job cannot be changed: create a new job instead.")
-        job = await self._save(build_spec(data), queries.update_job)
+            raise AdminError(job_changes.ID_CHANGE)
+        job = await self._save(build_spec(data), new=False)
         await self._sync(request, job.id, saved="saved")
         return job
 
-    async def _save(self, spec: JobSpec, save: Callable[[JobSpec], Job]) -> Job:
+    async def _save(self, spec: JobSpec, *, new: bool) -> Job:
         try:
-            return await run_in_threadpool(save, spec)
-        except crud.JobExistsError:
-            raise AdminError(
-                f"A job with id '{spec.id}' already exists: choose another id, or edit that job."
-            ) from None
-        except crud.JobNotFoundError:
-            raise AdminError(f"Job '{spec.id}' no longer exists: it was deleted.") from None
-        except IntegrityError as error:
-            _log_db_error("saving", spec.id, error)
-            raise AdminError(
-                "The database refused this job because it conflicts with existing data "
-                "(was it created meanwhile?). Nothing was saved."
-            ) from None
-        except SQLAlchemyError as error:
-            _log_db_error("saving", spec.id, error)
-            raise AdminError(
-                "The database could not save this job; nothing was saved. "
-                "Try again, and check the admin's log if it persists."
-            ) from None
+            return await run_in_threadpool(lambda: job_changes.save(spec, new=new))
+        except job_changes.JobChangeError as error:
+            raise AdminError(str(error)) from None
 
     async def _sync(self, request: Request, job_id: str, saved: str) -> None:
-        outcome = await run_in_threadpool(sync.sync_job, job_id)
+        outcome = await run_in_threadpool(job_changes.sync, job_id)
         if outcome.error:
             notify(
                 request,
@@ -249,13 +225,12 @@ class JobView(AddressIds, ModelView, model=Job):
     async def delete_model(self, request: Request, pk: Any) -> None:
         job_id = str(pk)
         try:
-            deployment_id = await run_in_threadpool(queries.delete_job, job_id)
-        except crud.JobNotFoundError:
-            raise AdminError(f"Job '{job_id}' was already deleted.") from None
-        except SQLAlchemyError as error:
-            _log_db_error("deleting", job_id, error)
-            raise AdminError(f"The database could not delete job '{job_id}'.") from None
-        error_message = await run_in_threadpool(sync.remove_job, job_id, deployment_id)
+            deployment_id = await run_in_threadpool(job_changes.delete, job_id)
+        except job_changes.JobChangeError as error:
+            raise AdminError(str(error)) from None
+        error_message = await run_in_threadpool(
+            job_changes.remove_deployment, job_id, deployment_id
+        )
         if error_message:
             notify(
                 request,
@@ -330,14 +305,11 @@ class JobView(AddressIds, ModelView, model=Job):
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
-            await run_in_threadpool(queries.set_enabled, job_id, enabled)
-        except crud.JobNotFoundError:
-            notify(request, FlashLevel.error, f"Job '{job_id}' no longer exists.")
-            return _redirect(request.url_for("admin:list", identity=self.identity))
-        except SQLAlchemyError as error:
-            _log_db_error("enabling" if enabled else "disabling", job_id, error)
-            message = f"The database could not update job '{job_id}'; try again."
-            notify(request, FlashLevel.error, message)
+            await run_in_threadpool(job_changes.set_enabled, job_id, enabled)
+        except job_changes.JobChangeError as error:
+            notify(request, FlashLevel.error, str(error))
+            if error.status == 404:
+                return _redirect(request.url_for("admin:list", identity=self.identity))
             return self._back(request, form.get("back_to"), job_id)
         await self._sync(request, job_id, saved="enabled" if enabled else "disabled")
         return self._back(request, form.get("back_to"), job_id)
