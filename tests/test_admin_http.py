@@ -348,7 +348,7 @@ def test_duplicate_id_is_a_clean_message(client: RecordingClient) -> None:
 def test_database_errors_never_show_sql_or_parameters(
     client: RecordingClient, monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
 ) -> None:
-    def fail(_spec: Any) -> Job:
+    def fail(_spec: Any, _actor: Any) -> Job:
         raise error
 
     monkeypatch.setattr(job_changes, "insert_job", fail)

@@ -34,6 +34,7 @@ from connecthub.db.models import ApiToken, Job, utcnow
 from connecthub.security.roles import Role
 from tests.support.admin import (
     SECRET_VALUE,
+    TEST_ACTOR,
     RecordingClient,
     add_log,
     add_user,
@@ -50,7 +51,7 @@ JOB = {"id": "api.hello", "handler_path": HANDLER, "cron_expr": "*/5 * * * *",
 
 def token_for(username: str, expires_in: timedelta | None = None) -> tuple[int, str]:
     with session_scope() as session:
-        row, token = tokens.create_token(session, username, expires_in=expires_in)
+        row, token = tokens.create_token(session, username, actor=TEST_ACTOR, expires_in=expires_in)
         return row.id, token
 
 
@@ -113,6 +114,7 @@ LEAST_ROLE: dict[tuple[str, str], Role | None] = {
     ("GET", "/logs"): Role.VIEWER,
     ("GET", "/logs/{log_id}"): Role.VIEWER,
     ("POST", "/logs/{log_id}/retry"): Role.OPERATOR,
+    ("GET", "/audit"): Role.ADMIN,
 }
 BODIES = {"POST /jobs": {**JOB, "id": "api.created"}, "PUT /jobs/{job_id}": JOB,
           "PATCH /jobs/{job_id}": {"description": "patched"}}
@@ -186,13 +188,13 @@ def test_token_lifecycle(api: Api) -> None:
 
     # A disabled user's tokens stop working, and work again once the user is enabled.
     with session_scope() as session:
-        users.set_disabled(session, "operator1", True)
+        users.set_disabled(session, "operator1", True, actor=TEST_ACTOR)
     assert api.client.get(f"{API_PREFIX}/jobs", headers=headers).status_code == 401
     with session_scope() as session:
-        users.set_disabled(session, "operator1", False)
+        users.set_disabled(session, "operator1", False, actor=TEST_ACTOR)
 
     with session_scope() as session:
-        tokens.revoke_token(session, token_id)
+        tokens.revoke_token(session, token_id, actor=TEST_ACTOR)
     assert api.client.get(f"{API_PREFIX}/jobs", headers=headers).status_code == 401
 
 

@@ -33,6 +33,7 @@ from connecthub.db.models import User
 from connecthub.security.roles import Role
 from tests.support.admin import (
     PASSWORD,
+    TEST_ACTOR,
     USERNAME,
     add_log,
     add_user,
@@ -71,7 +72,7 @@ LEAST_ROLE = {
     "view-api-token-revoke_token": Role.ADMIN,
 }
 # Views that only an admin may open at all.
-ADMIN_ONLY = {"user", "api-token"}
+ADMIN_ONLY = {"user", "api-token", "audit-entry"}
 NOT_CHECKED = {"login", "logout"}
 
 
@@ -93,7 +94,8 @@ def _ensure_fixtures(admin: TestClient) -> dict[str, str]:
             add_channel(session, "ops", "json://localhost:9/hook")
         viewer = users.get_user(session, "viewer1")
     return {"job": JOB_ID, "job-log": str(add_log()), "alert-channel": "ops",
-            "alert-delivery": "1", "user": str(viewer.id), "api-token": "1"}
+            "alert-delivery": "1", "user": str(viewer.id), "api-token": "1",
+            "audit-entry": "1"}
 
 
 def test_role_by_admin_route_table(prefect_down: None) -> None:
@@ -195,21 +197,21 @@ def test_role_changes_apply_at_once_and_disable_ends_sessions(prefect_down: None
         carol = logged_in_as(app, "carol")
         assert carol.post(f"/admin/job/disable/{JOB_ID}").status_code == 403
         with session_scope() as session:
-            users.set_role(session, "carol", Role.OPERATOR)
+            users.set_role(session, "carol", Role.OPERATOR, actor=TEST_ACTOR)
         token = page_csrf_token(carol.get(f"/admin/job/details/{JOB_ID}").text)
         assert carol.post(f"/admin/job/disable/{JOB_ID}",
                           data={"csrf_token": token}).status_code == 303
         assert stored_job().enabled is False  # type: ignore[union-attr]
 
         with session_scope() as session:
-            users.set_disabled(session, "carol", True)
+            users.set_disabled(session, "carol", True, actor=TEST_ACTOR)
         assert carol.get("/admin/job/list").status_code == 302  # back to the login
         assert login(carol, "carol", "role-user-password").status_code == 400
         with session_scope() as session:
-            users.set_disabled(session, "carol", False)
+            users.set_disabled(session, "carol", False, actor=TEST_ACTOR)
         assert login(carol, "carol", "role-user-password").status_code == 302
         with session_scope() as session:
-            users.set_password(session, "carol", "another-password")
+            users.set_password(session, "carol", "another-password", actor=TEST_ACTOR)
         assert carol.get("/admin/job/list").status_code == 302
         assert login(carol, "carol", "another-password").status_code == 302
         carol.close()
@@ -217,16 +219,16 @@ def test_role_changes_apply_at_once_and_disable_ends_sessions(prefect_down: None
 
 def test_the_last_admin_stays(pg_env: None) -> None:
     with session_scope() as session:
-        users.create_user(session, "root", Role.ADMIN, "root-password")
-    for change in (lambda s: users.set_role(s, "root", Role.OPERATOR),
-                   lambda s: users.set_disabled(s, "root", True)):
+        users.create_user(session, "root", Role.ADMIN, "root-password", actor=TEST_ACTOR)
+    for change in (lambda s: users.set_role(s, "root", Role.OPERATOR, actor=TEST_ACTOR),
+                   lambda s: users.set_disabled(s, "root", True, actor=TEST_ACTOR)):
         with pytest.raises(users.UserError, match="last enabled admin"), \
                 session_scope() as session:
             change(session)
     with session_scope() as session:
-        users.create_user(session, "second", Role.ADMIN, "second-password")
+        users.create_user(session, "second", Role.ADMIN, "second-password", actor=TEST_ACTOR)
     with session_scope() as session:
-        assert users.set_role(session, "root", Role.VIEWER).role == "viewer"
+        assert users.set_role(session, "root", Role.VIEWER, actor=TEST_ACTOR).role == "viewer"
 
 
 def test_admin_pages_add_and_change_users(prefect_down: None) -> None:
@@ -263,7 +265,7 @@ def test_first_admin_comes_from_the_settings_once(prefect_down: None,
         assert login(client).status_code == 302
     with session_scope() as session:
         assert [(u.username, u.role) for u in users.list_users(session)] == [(USERNAME, "admin")]
-        users.set_password(session, USERNAME, "changed-by-the-admin")
+        users.set_password(session, USERNAME, "changed-by-the-admin", actor=TEST_ACTOR)
     # A restart does not put ADMIN_PASSWORD back over the password the admin chose.
     with TestClient(create_app(), follow_redirects=False) as client:
         assert login(client).status_code == 400

@@ -8,7 +8,7 @@ AlertChannel holds a channel's apprise URL only as a Fernet token; AlertDelivery
 one channel, unique on (channel, event_key); LoopState is what each background loop last did.
 User is a person who logs in, with a role and an argon2 hash of the password; LoginFailure
 counts failed logins per throttle key, so every admin replica sees the same counts. ApiToken is
-a user's API token, stored only as its SHA-256.
+a user's API token, stored only as its SHA-256. AuditEntry is one change or login, append-only.
 The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
 to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
 an attribute left at None on INSERT).
@@ -259,3 +259,31 @@ class ApiToken(Base):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.prefix}…"
+
+
+class AuditEntry(Base):
+    """One change or login: who (a user, a token's user, the CLI), when, from where, what.
+
+    Append-only: nothing in ConnectHub updates or deletes a row, and the database refuses it
+    (triggers of migration 0008).
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(300))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+    __table_args__ = (
+        Index("ix_audit_entry_at", "at"),
+        Index("ix_audit_entry_action_id", "action", "id"),
+        Index("ix_audit_entry_target_id", "target", "id"),
+        Index("ix_audit_entry_actor_id", "actor", "id"),
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} {self.target or ''}".rstrip()

@@ -5,7 +5,7 @@ created. Only its SHA-256 is stored: with that much entropy a slow hash adds not
 lookup by hash is one indexed read. A request with a token acts as the token's user, with the
 user's current role; a token stops working when it is revoked, when it expires, or when its
 user is disabled. `last_used_at` is written at most once a minute per token, so a busy client
-does not turn every read into a write.
+does not turn every read into a write. Creating and revoking a token are audit entries.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connecthub.db import audit
+from connecthub.db.audit import Actor
 from connecthub.db.models import ApiToken, User, utcnow
 from connecthub.db.users import CurrentUser, get_user
 
@@ -46,7 +48,8 @@ def token_hash(token: str) -> str:
 
 
 def create_token(
-    session: Session, username: str, *, name: str = "", expires_in: timedelta | None = None
+    session: Session, username: str, *, actor: Actor, name: str = "",
+    expires_in: timedelta | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for `username`: the row and the token itself (shown once, never stored)."""
     user = get_user(session, username)
@@ -63,6 +66,10 @@ def create_token(
     )
     session.add(row)
     session.flush()
+    audit.record(session, actor, "token.create", f"token #{row.id}", {
+        "user": user.username, "name": row.name,
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+    })
     return row, token
 
 
@@ -82,11 +89,12 @@ def get_token(session: Session, token_id: int) -> ApiToken:
     return token
 
 
-def revoke_token(session: Session, token_id: int) -> ApiToken:
+def revoke_token(session: Session, token_id: int, *, actor: Actor) -> ApiToken:
     token = get_token(session, token_id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()
+        audit.record(session, actor, "token.revoke", f"token #{token.id}")
     return token
 
 

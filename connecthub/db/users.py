@@ -4,7 +4,8 @@ Usernames are stored lower-case and compared that way. Passwords are hashed by
 `security.passwords`; a reset or a disable moves `sessions_valid_after`, which ends the user's
 open admin sessions. `ensure_admin` creates the first admin (ADMIN_USERNAME with ADMIN_PASSWORD
 or the generated password) when the table holds no enabled admin. Every change is flushed, not
-committed: the caller's transaction holds it together with its audit entry.
+committed, with its audit entry (`db.audit`, naming the `actor`): the caller's transaction
+holds both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connecthub.db import audit
+from connecthub.db.audit import Actor
 from connecthub.db.models import User, utcnow
 from connecthub.security.passwords import hash_password, verify_password
 from connecthub.security.roles import Role
@@ -85,7 +88,9 @@ def _password_hash(password: str) -> str:
         raise UserError(f"password: {error}") from None
 
 
-def create_user(session: Session, username: str, role: Role, password: str) -> User:
+def create_user(
+    session: Session, username: str, role: Role, password: str, *, actor: Actor
+) -> User:
     name = normalize_username(username)
     if find_user(session, name) is not None:
         raise UserError(f"a user '{name}' already exists")
@@ -93,6 +98,7 @@ def create_user(session: Session, username: str, role: Role, password: str) -> U
                 disabled=False, created_at=utcnow(), sessions_valid_after=utcnow())
     session.add(user)
     session.flush()
+    audit.record(session, actor, "user.create", name, {"role": user.role})
     return user
 
 
@@ -107,30 +113,37 @@ def _keeps_an_admin(session: Session, user: User) -> None:
         raise UserError(f"'{user.username}' is the last enabled admin: make another admin first")
 
 
-def set_role(session: Session, username: str, role: Role) -> User:
+def set_role(session: Session, username: str, role: Role, *, actor: Actor) -> User:
     user = get_user(session, username)
     if Role(role) != Role.ADMIN:
         _keeps_an_admin(session, user)
-    user.role = Role(role).value
+    if user.role != Role(role).value:
+        audit.record(session, actor, "user.role", user.username,
+                     {"from": user.role, "to": Role(role).value})
+        user.role = Role(role).value
     session.flush()
     return user
 
 
-def set_disabled(session: Session, username: str, disabled: bool) -> User:
+def set_disabled(session: Session, username: str, disabled: bool, *, actor: Actor) -> User:
     user = get_user(session, username)
     if disabled:
         _keeps_an_admin(session, user)
         user.sessions_valid_after = utcnow()
-    user.disabled = disabled
+    if user.disabled != disabled:
+        audit.record(session, actor, "user.disable" if disabled else "user.enable",
+                     user.username)
+        user.disabled = disabled
     session.flush()
     return user
 
 
-def set_password(session: Session, username: str, password: str) -> User:
+def set_password(session: Session, username: str, password: str, *, actor: Actor) -> User:
     user = get_user(session, username)
     user.password_hash = _password_hash(password)
     user.sessions_valid_after = utcnow()
     session.flush()
+    audit.record(session, actor, "user.password", user.username)
     return user
 
 
@@ -155,7 +168,7 @@ def session_user(session: Session, user_id: object, started_at: datetime) -> Use
     return user
 
 
-def ensure_admin(session: Session, username: str, password: str) -> User | None:
+def ensure_admin(session: Session, username: str, password: str, *, actor: Actor) -> User | None:
     """Create the first admin when there is no enabled admin; the user created, if any."""
     admins = session.scalar(
         select(func.count()).select_from(User).where(
@@ -167,9 +180,7 @@ def ensure_admin(session: Session, username: str, password: str) -> User | None:
     existing = find_user(session, username)
     if existing is not None:
         # The configured admin exists but lost the role or was disabled: give it back.
-        existing.role, existing.disabled = Role.ADMIN.value, False
-        existing.password_hash = _password_hash(password)
-        existing.sessions_valid_after = utcnow()
-        session.flush()
-        return existing
-    return create_user(session, username, Role.ADMIN, password)
+        set_role(session, existing.username, Role.ADMIN, actor=actor)
+        set_disabled(session, existing.username, False, actor=actor)
+        return set_password(session, existing.username, password, actor=actor)
+    return create_user(session, username, Role.ADMIN, password, actor=actor)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus, Trigger
@@ -129,6 +130,8 @@ def admin_routes() -> list[Route]:
 # --- users with roles ------------------------------------------------------------------------
 
 ROLE_PASSWORD = "role-user-password"
+# Who the audit trail names for the changes tests make directly.
+TEST_ACTOR = Actor("test", "local")
 
 
 def add_user(username: str, role: str, password: str = ROLE_PASSWORD) -> int:
@@ -137,7 +140,7 @@ def add_user(username: str, role: str, password: str = ROLE_PASSWORD) -> int:
     from connecthub.security.roles import Role
 
     with session_scope() as session:
-        return users.create_user(session, username, Role(role), password).id
+        return users.create_user(session, username, Role(role), password, actor=TEST_ACTOR).id
 
 
 def logged_in_as(app: Any, username: str, password: str = ROLE_PASSWORD) -> TestClient:

@@ -1,6 +1,6 @@
 """The operator UI: SQLAdmin at /admin, behind a login: the health dashboard as its home, the
-Job and JobLog pages, the alert channels and deliveries, the users and their API tokens; what
-each role may see and do is `permissions`.
+Job and JobLog pages, the alert channels and deliveries, the users, their API tokens and the
+audit trail; what each role may see and do is `permissions`.
 
 `mount_admin(app)` mounts it on a FastAPI app and returns the `Admin`. Its database sessions
 bind to ConnectHub's engine when they first run a query, so building the app touches neither
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connecthub.app.admin.alert_views import AlertChannelView, AlertDeliveryView
+from connecthub.app.admin.audit_views import AuditView
 from connecthub.app.admin.auth import AdminAuth, csrf_token
 from connecthub.app.admin.dashboard import ConnectHubAdmin
 from connecthub.app.admin.permissions import RoleAuthorization
@@ -75,4 +76,5 @@ def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
     admin.add_view(AlertDeliveryView)
     admin.add_view(UserView)
     admin.add_view(TokenView)
+    admin.add_view(AuditView)
     return admin

@@ -6,7 +6,7 @@
   the session. The first admin is ADMIN_USERNAME with ADMIN_PASSWORD, created at start when
   the table holds no enabled admin; with no password configured, one is generated on first
   start into `DATA_DIR/admin-password` (mode 0600) and its location is logged; there is no
-  built-in default.
+  built-in default. Every login, and every failed one, is an entry of the audit trail.
 - `LoginThrottle` (`db.login_throttle`) slows down password guessing; it is kept in the database,
   so all admin replicas share it.
 - `SessionCookieMiddleware` keeps the session in a signed cookie that is HttpOnly, SameSite=Lax,
@@ -45,9 +45,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connecthub.app.actors import client_address
 from connecthub.core.config import Settings, get_settings
 from connecthub.core.files import write_private_file
-from connecthub.db import users
+from connecthub.db import audit, users
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.login_throttle import LoginThrottle
 from connecthub.db.users import CurrentUser
@@ -57,6 +59,8 @@ logger = logging.getLogger(__name__)
 ADMIN_PASSWORD_FILE = "admin-password"
 SESSION_SECRET_FILE = "session-secret"
 MIN_PASSWORD_LENGTH = 8
+# Who the audit trail names for the first admin, created at start.
+SYSTEM = Actor("system", "local")
 # Where the session keeps who logged in, and when (epoch seconds).
 SESSION_USER_ID = "user_id"
 SESSION_STARTED = "started"
@@ -170,10 +174,6 @@ def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 LoginPage = Callable[[Request, str, int], Awaitable[Response]]
 
 
@@ -182,10 +182,19 @@ def current_user(request: Request) -> CurrentUser | None:
     return user if isinstance(user, CurrentUser) else None
 
 
-def _login(username: str, password: str) -> CurrentUser | None:
+def _login(username: str, password: str, address: str) -> CurrentUser | None:
     with session_scope() as session:
         user = users.authenticate(session, username, password)
-        return None if user is None else CurrentUser.of(user)
+        found = None if user is None else CurrentUser.of(user)
+        audit.record(session, Actor(found.username if found else username[:100], address),
+                     "login.success" if found else "login.failure")
+        return found
+
+
+def _throttled(username: str, address: str, wait: float) -> None:
+    with session_scope() as session:
+        audit.record(session, Actor(username[:100], address), "login.failure",
+                     details={"throttled_seconds": math.ceil(wait)})
 
 
 def _session_user(user_id: object, started: object) -> CurrentUser | None:
@@ -228,7 +237,9 @@ class AdminAuth(AuthenticationBackend):
         credentials = self.credentials
         try:
             with session_scope() as session:
-                created = users.ensure_admin(session, credentials.username, credentials.password)
+                created = users.ensure_admin(
+                    session, credentials.username, credentials.password, actor=SYSTEM
+                )
         except IntegrityError:
             created = None  # another replica created the first admin at the same moment
         if created is None:
@@ -247,8 +258,9 @@ class AdminAuth(AuthenticationBackend):
         key = (client_address(request), username.lower()[:200])
         wait = await run_in_threadpool(self.throttle.retry_after, key)
         if wait:
+            await run_in_threadpool(_throttled, username, key[0], wait)
             return await self._refuse(request, wait)
-        user = await run_in_threadpool(_login, username, password)
+        user = await run_in_threadpool(_login, username, password, key[0])
         if user is not None:
             await run_in_threadpool(self.throttle.succeeded, key)
             request.session.clear()

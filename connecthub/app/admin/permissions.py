@@ -5,9 +5,10 @@ details, create, edit, delete, export and import (and hides the menu entries and
 refuses), and our own POST routes ask it through `require` with an action of ours (`run`,
 `enable`, `retry`). The user is the one `AdminAuth.authenticate` read for this request.
 
-- viewer: list and details of every view but users and API tokens;
+- viewer: list and details of every view but users, API tokens and the audit trail (it names
+  who logged in from where);
 - operator: also `run` (Run now, Run with params), `enable` (Enable, Disable), `retry`;
-- admin: everything, and the only role that sees users and API tokens at all.
+- admin: everything, and the only role that sees users, API tokens and the audit trail.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from connecthub.security.roles import Role
 # Our own actions, beyond SQLAdmin's.
 RUN, ENABLE, RETRY = "run", "enable", "retry"
 # Views that only admins see: who may log in, and with which rights.
-ADMIN_ONLY_VIEWS = frozenset({"user", "api-token"})
+ADMIN_ONLY_VIEWS = frozenset({"user", "api-token", "audit-entry"})
 READ_ACTIONS = frozenset({Action.LIST, Action.DETAILS})
 OPERATOR_ACTIONS = frozenset({RUN, ENABLE, RETRY})
 

@@ -20,11 +20,13 @@ from wtforms import Form
 from wtforms.fields import StringField
 from wtforms.validators import InputRequired
 
+from connecthub.app.actors import request_actor
 from connecthub.app.admin.auth import require_csrf
 from connecthub.app.admin.formatting import TYPE_FORMATTERS, format_time
 from connecthub.app.admin.permissions import require
 from connecthub.app.admin.views import AddressIds, notify
 from connecthub.db import tokens, users
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.models import ApiToken
 
@@ -43,15 +45,16 @@ class AdminTokenError(ValueError):
     """Shown on the form by SQLAdmin."""
 
 
-def _create(username: str, name: str, expires: str) -> tuple[ApiToken, str]:
+def _create(username: str, name: str, expires: str, actor: Actor) -> tuple[ApiToken, str]:
     lifetime = tokens.parse_duration(expires) if expires.strip() else None
     with session_scope() as session:
-        return tokens.create_token(session, username, name=name, expires_in=lifetime)
+        return tokens.create_token(session, username, actor=actor, name=name,
+                                   expires_in=lifetime)
 
 
-def _revoke(token_id: int) -> None:
+def _revoke(token_id: int, actor: Actor) -> None:
     with session_scope() as session:
-        tokens.revoke_token(session, token_id)
+        tokens.revoke_token(session, token_id, actor=actor)
 
 
 class TokenView(AddressIds, ModelView, model=ApiToken):
@@ -87,7 +90,8 @@ class TokenView(AddressIds, ModelView, model=ApiToken):
     async def insert_model(self, request: Request, data: dict[str, Any]) -> ApiToken:
         try:
             row, token = await run_in_threadpool(
-                _create, data["username"], data.get("name") or "", data.get("expires") or ""
+                _create, data["username"], data.get("name") or "", data.get("expires") or "",
+                request_actor(request),
             )
         except (tokens.TokenError, users.UserError) as error:
             raise AdminTokenError(str(error)) from None
@@ -101,7 +105,7 @@ class TokenView(AddressIds, ModelView, model=ApiToken):
         await require_csrf(request)
         try:
             token_id = int(request.path_params["pk"])
-            await run_in_threadpool(_revoke, token_id)
+            await run_in_threadpool(_revoke, token_id, request_actor(request))
         except (ValueError, tokens.TokenError):
             raise HTTPException(status_code=404) from None
         notify(request, FlashLevel.success, f"Token #{token_id} revoked.")

@@ -19,9 +19,11 @@ from wtforms import Form
 from wtforms.fields import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import InputRequired
 
+from connecthub.app.actors import request_actor
 from connecthub.app.admin.formatting import TYPE_FORMATTERS
 from connecthub.app.admin.views import AddressIds, notify
 from connecthub.db import users
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.models import User
 from connecthub.security.passwords import generate_password
@@ -55,17 +57,19 @@ class AdminUserError(ValueError):
     """Shown on the form by SQLAdmin."""
 
 
-def _create(username: str, role: Role, password: str) -> User:
+def _create(username: str, role: Role, password: str, actor: Actor) -> User:
     with session_scope() as session:
-        return users.create_user(session, username, role, password)
+        return users.create_user(session, username, role, password, actor=actor)
 
 
-def _update(username: str, role: Role, disabled: bool, password: str | None) -> User:
+def _update(
+    username: str, role: Role, disabled: bool, password: str | None, actor: Actor
+) -> User:
     with session_scope() as session:
-        users.set_role(session, username, role)
-        users.set_disabled(session, username, disabled)
+        users.set_role(session, username, role, actor=actor)
+        users.set_disabled(session, username, disabled, actor=actor)
         if password:
-            users.set_password(session, username, password)
+            users.set_password(session, username, password, actor=actor)
         return users.get_user(session, username)
 
 
@@ -102,7 +106,9 @@ class UserView(AddressIds, ModelView, model=User):
         if generated:
             password = generate_password()
         try:
-            user = await run_in_threadpool(_create, data["username"], Role(data["role"]), password)
+            user = await run_in_threadpool(
+                _create, data["username"], Role(data["role"]), password, request_actor(request)
+            )
         except users.UserError as error:
             raise AdminUserError(str(error)) from None
         if generated:
@@ -115,7 +121,7 @@ class UserView(AddressIds, ModelView, model=User):
         try:
             return await run_in_threadpool(
                 _update, user.username, Role(data["role"]), bool(data.get("disabled")),
-                data.get("password") or None,
+                data.get("password") or None, request_actor(request),
             )
         except users.UserError as error:
             raise AdminUserError(str(error)) from None

@@ -37,6 +37,7 @@ from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
 from connecthub.app import job_changes
+from connecthub.app.actors import request_actor
 from connecthub.app.admin import formatting, queries
 from connecthub.app.admin.auth import require_csrf
 from connecthub.app.admin.formatting import (
@@ -193,20 +194,22 @@ class JobView(AddressIds, ModelView, model=Job):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Job:
         spec = build_spec(data)  # the form validated it; this cannot fail differently now
-        job = await self._save(spec, new=True)
+        job = await self._save(request, spec, new=True)
         await self._sync(request, job.id, saved="created")
         return job
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Job:
         if data.get("id") != pk:
             raise AdminError(job_changes.ID_CHANGE)
-        job = await self._save(build_spec(data), new=False)
+        job = await self._save(request, build_spec(data), new=False)
         await self._sync(request, job.id, saved="saved")
         return job
 
-    async def _save(self, spec: JobSpec, *, new: bool) -> Job:
+    async def _save(self, request: Request, spec: JobSpec, *, new: bool) -> Job:
         try:
-            return await run_in_threadpool(lambda: job_changes.save(spec, new=new))
+            return await run_in_threadpool(
+                lambda: job_changes.save(spec, request_actor(request), new=new)
+            )
         except job_changes.JobChangeError as error:
             raise AdminError(str(error)) from None
 
@@ -225,7 +228,9 @@ class JobView(AddressIds, ModelView, model=Job):
     async def delete_model(self, request: Request, pk: Any) -> None:
         job_id = str(pk)
         try:
-            deployment_id = await run_in_threadpool(job_changes.delete, job_id)
+            deployment_id = await run_in_threadpool(
+                job_changes.delete, job_id, request_actor(request)
+            )
         except job_changes.JobChangeError as error:
             raise AdminError(str(error)) from None
         error_message = await run_in_threadpool(
@@ -258,6 +263,9 @@ class JobView(AddressIds, ModelView, model=Job):
         except EngineError as error:
             notify(request, FlashLevel.error, f"Job '{job_id}' did not start: {error}")
             return self._back(request, form.get("back_to"), job_id)
+        await run_in_threadpool(
+            job_changes.record_run, request_actor(request), job_id, log.id, params=False
+        )
         notify(request, FlashLevel.success, f"Job '{job_id}' started as JobLog #{log.id}.")
         return _redirect(request.url_for("admin:details", identity="job-log", pk=log.id))
 
@@ -279,6 +287,10 @@ class JobView(AddressIds, ModelView, model=Job):
                 except EngineError as engine_error:
                     error = f"Job '{job_id}' did not start: {engine_error}"
                 else:
+                    await run_in_threadpool(
+                        job_changes.record_run, request_actor(request), job_id, log.id,
+                        params=True,
+                    )
                     notify(
                         request, FlashLevel.success,
                         f"Job '{job_id}' started with these params as JobLog #{log.id}.",
@@ -305,7 +317,9 @@ class JobView(AddressIds, ModelView, model=Job):
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
-            await run_in_threadpool(job_changes.set_enabled, job_id, enabled)
+            await run_in_threadpool(
+                job_changes.set_enabled, job_id, enabled, request_actor(request)
+            )
         except job_changes.JobChangeError as error:
             notify(request, FlashLevel.error, str(error))
             if error.status == 404:
@@ -411,6 +425,9 @@ class JobLogView(AddressIds, ModelView, model=JobLog):
         except EngineError as error:
             notify(request, FlashLevel.error, f"JobLog #{log_id} was not retried: {error}")
             return _redirect(request.url_for("admin:details", identity=self.identity, pk=log_id))
+        await run_in_threadpool(
+            job_changes.record_retry, request_actor(request), log_id, use, new_log.id
+        )
         what = "its own params" if use == "snapshot" else "the job's current config"
         notify(
             request,

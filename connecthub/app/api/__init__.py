@@ -1,7 +1,7 @@
 """The REST API at /api/v1: FastAPI, authenticated by API tokens, with its OpenAPI document at
 /api/v1/openapi.json (and the interactive docs at /api/v1/docs).
 
-Routes: /health (no token), /jobs, /jobs/{id}/runs, /logs, /logs/{id}/retry. Each route
+Routes: /health (no token), /jobs, /jobs/{id}/runs, /logs, /logs/{id}/retry, /audit. Each route
 names its least role (`deps.Viewer`, `Operator`, `Admin`); errors are JSON (`errors`), and a
 body over 1 MiB is refused with 413.
 """
@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from connecthub.app.api import jobs, runs
+from connecthub.app.api import audit, jobs, runs
 from connecthub.app.api.errors import BodySizeLimit, install_error_handlers
 from connecthub.db.engine import database_reachable
 
@@ -40,4 +40,5 @@ def create_api() -> FastAPI:
     api.include_router(health_router)
     api.include_router(jobs.router)
     api.include_router(runs.router)
+    api.include_router(audit.router)
     return api

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from connecthub.app import job_changes
+from connecthub.app.actors import request_actor
 from connecthub.app.api.deps import Admin, Operator, Viewer
 from connecthub.app.api.errors import validation_error
 from connecthub.app.api.runs import start_run
@@ -55,9 +56,10 @@ def _spec(body: dict[str, Any]) -> JobSpec | JSONResponse:
         return validation_error(field_errors(error))
 
 
-async def _save(spec: JobSpec, *, new: bool) -> Changed:
+async def _save(request: Request, spec: JobSpec, *, new: bool) -> Changed:
+    actor = request_actor(request)
     try:
-        job = await run_in_threadpool(job_changes.save, spec, new=new)
+        job = await run_in_threadpool(lambda: job_changes.save(spec, actor, new=new))
     except job_changes.JobChangeError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from None
     synced = await run_in_threadpool(job_changes.sync, job.id)
@@ -90,16 +92,17 @@ async def get_job(job_id: JobId, _user: Viewer) -> JobOut:
 @router.post("", status_code=201, response_model=Changed, summary="Create a job",
              openapi_extra=json_body(job_spec_schema()),
              responses={422: {"description": "A field is invalid"}, 409: {"description": "Exists"}})
-async def create_job(_user: Admin, body: Annotated[dict[str, Any], Body()]) -> Any:
+async def create_job(_user: Admin, request: Request,
+                     body: Annotated[dict[str, Any], Body()]) -> Any:
     spec = _spec(body)
     if isinstance(spec, JSONResponse):
         return spec
-    return await _save(spec, new=True)
+    return await _save(request, spec, new=True)
 
 
 @router.put("/{job_id}", response_model=Changed, summary="Replace a job",
             openapi_extra=json_body(job_spec_schema()))
-async def replace_job(job_id: JobId, _user: Admin,
+async def replace_job(job_id: JobId, _user: Admin, request: Request,
                       body: Annotated[dict[str, Any], Body()]) -> Any:
     await run_in_threadpool(_job_or_404, job_id)
     if body.get("id", job_id) != job_id:
@@ -107,12 +110,12 @@ async def replace_job(job_id: JobId, _user: Admin,
     spec = _spec({**body, "id": job_id})
     if isinstance(spec, JSONResponse):
         return spec
-    return await _save(spec, new=False)
+    return await _save(request, spec, new=False)
 
 
 @router.patch("/{job_id}", response_model=Changed, summary="Change some fields of a job",
               openapi_extra=json_body(job_spec_schema(partial=True)))
-async def patch_job(job_id: JobId, _user: Admin,
+async def patch_job(job_id: JobId, _user: Admin, request: Request,
                     body: Annotated[dict[str, Any], Body()]) -> Any:
     job = await run_in_threadpool(_job_or_404, job_id)
     if body.get("id", job_id) != job_id:
@@ -120,22 +123,26 @@ async def patch_job(job_id: JobId, _user: Admin,
     spec = _spec({**export_job(job), **body, "id": job_id})
     if isinstance(spec, JSONResponse):
         return spec
-    return await _save(spec, new=False)
+    return await _save(request, spec, new=False)
 
 
 @router.delete("/{job_id}", status_code=204, summary="Delete a job (its JobLog history stays)")
-async def delete_job(job_id: JobId, _user: Admin) -> Response:
+async def delete_job(job_id: JobId, _user: Admin, request: Request) -> Response:
     try:
-        deployment_id = await run_in_threadpool(job_changes.delete, job_id)
+        deployment_id = await run_in_threadpool(
+            job_changes.delete, job_id, request_actor(request)
+        )
     except job_changes.JobChangeError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from None
     await run_in_threadpool(job_changes.remove_deployment, job_id, deployment_id)
     return Response(status_code=204)
 
 
-async def _set_enabled(job_id: str, enabled: bool) -> Changed:
+async def _set_enabled(request: Request, job_id: str, enabled: bool) -> Changed:
     try:
-        await run_in_threadpool(job_changes.set_enabled, job_id, enabled)
+        await run_in_threadpool(
+            job_changes.set_enabled, job_id, enabled, request_actor(request)
+        )
     except job_changes.JobChangeError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from None
     synced = await run_in_threadpool(job_changes.sync, job_id)
@@ -144,13 +151,13 @@ async def _set_enabled(job_id: str, enabled: bool) -> Changed:
 
 
 @router.post("/{job_id}/enable", response_model=Changed, summary="Enable a job")
-async def enable_job(job_id: JobId, _user: Operator) -> Changed:
-    return await _set_enabled(job_id, True)
+async def enable_job(job_id: JobId, _user: Operator, request: Request) -> Changed:
+    return await _set_enabled(request, job_id, True)
 
 
 @router.post("/{job_id}/disable", response_model=Changed, summary="Disable a job")
-async def disable_job(job_id: JobId, _user: Operator) -> Changed:
-    return await _set_enabled(job_id, False)
+async def disable_job(job_id: JobId, _user: Operator, request: Request) -> Changed:
+    return await _set_enabled(request, job_id, False)
 
 
 @router.post("/{job_id}/runs", status_code=202, response_model=Started,

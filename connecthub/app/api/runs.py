@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 from starlette.concurrency import run_in_threadpool
 
+from connecthub.app import job_changes
+from connecthub.app.actors import request_actor
 from connecthub.app.api.deps import Operator, Viewer
 from connecthub.app.api.schemas import LogDetail, LogOut, LogPage, RetryRequest, Started
 from connecthub.db.engine import session_scope
@@ -94,6 +96,9 @@ async def retry_log(log_id: int, _user: Operator, request: Request,
         log = await run_in_threadpool(runs.retry, log_id, use)
     except EngineError as error:
         raise _engine_error(error) from None
+    await run_in_threadpool(
+        job_changes.record_retry, request_actor(request), log_id, use, log.id
+    )
     return Started(log_id=log.id, status=log.status)
 
 
@@ -102,4 +107,8 @@ async def start_run(request: Request, job_id: str, params: dict[str, Any] | None
         log = await run_in_threadpool(runs.run_now, job_id, params)
     except EngineError as error:
         raise _engine_error(error) from None
+    await run_in_threadpool(
+        job_changes.record_run, request_actor(request), job_id, log.id,
+        params=params is not None,
+    )
     return Started(log_id=log.id, status=log.status)
