@@ -12,12 +12,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connecthub.app.admin import AdminAuth, mount_admin
 from connecthub.app.api import create_api
+from connecthub.app.api.errors import error_response
 from connecthub.bootstrap import prepare
 from connecthub.db.engine import database_reachable
 
@@ -31,6 +34,15 @@ async def healthz() -> JSONResponse:
     if await run_in_threadpool(database_reachable):
         return JSONResponse({"status": "ok"})
     return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+
+
+async def not_found(request: Request, error: Exception) -> Response:
+    """A 404 of the outer app (a path no mount matches, e.g. one holding a newline): in the
+    API's own shape under the API's prefix."""
+    assert isinstance(error, StarletteHTTPException)
+    if request.url.path.startswith(API_PREFIX):
+        return error_response(error.status_code, str(error.detail))
+    return await http_exception_handler(request, error)
 
 
 def create_app() -> FastAPI:
@@ -52,6 +64,7 @@ def create_app() -> FastAPI:
         methods=["GET"],
         include_in_schema=False,
     )
+    app.add_exception_handler(StarletteHTTPException, not_found)
     app.state.admin = mount_admin(app, auth)
     app.mount(API_PREFIX, create_api())
     return app

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from connecthub.app.api import audit, jobs, runs
-from connecthub.app.api.errors import BodySizeLimit, install_error_handlers
+from connecthub.app.api.errors import ERROR_RESPONSES, BodySizeLimit, install_error_handlers
 from connecthub.db.engine import database_reachable
 
 __all__ = ["create_api"]
@@ -34,6 +34,7 @@ def create_api() -> FastAPI:
         description="Jobs, runs, the JobLog and the audit trail. Authenticate with an API "
         "token (`connecthub tokens create --user NAME`): `Authorization: Bearer <token>`.",
         openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit)

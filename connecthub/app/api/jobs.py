@@ -90,8 +90,7 @@ async def get_job(job_id: JobId, _user: Viewer) -> JobOut:
 
 
 @router.post("", status_code=201, response_model=Changed, summary="Create a job",
-             openapi_extra=json_body(job_spec_schema()),
-             responses={422: {"description": "A field is invalid"}, 409: {"description": "Exists"}})
+             openapi_extra=json_body(job_spec_schema()))
 async def create_job(_user: Admin, request: Request,
                      body: Annotated[dict[str, Any], Body()]) -> Any:
     spec = _spec(body)
