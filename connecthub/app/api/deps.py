@@ -58,7 +58,6 @@ def requires(role: Role) -> object:
             )
         return user
 
-    check.least_role = role  # type: ignore[attr-defined]  # read by the role table test
     return Depends(check)
 
 
