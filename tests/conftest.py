@@ -24,6 +24,7 @@ from connecthub.db import crud
 from connecthub.db.engine import get_engine, reset_engine, session_scope
 from connecthub.db.migrate import upgrade
 from tests.support.admin import SECRET_VALUE, RecordingClient, login
+from tests.support.browser import chromium
 from tests.support.cli import Cli
 from tests.support.pg import create_pg_database, drop_pg_database, pg_url
 from tests.support.processes import free_port
@@ -143,3 +144,10 @@ def cli(sqlite_env: Path, tmp_path: Path) -> Cli:
 
 
 pytest_plugins = ["tests.engine"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, one per test module."""
+    with chromium() as browser:
+        yield browser

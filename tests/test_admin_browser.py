@@ -20,18 +20,19 @@ from sqlalchemy import func, select
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus
-from tests.support.browser import chromium, log_in
+from tests.support.browser import (
+    SCREENSHOTS,
+    Pages,
+    choose_handler,
+    log_in,
+    wait_for_status,
+)
 from tests.support.processes import start_admin, stop_process
 
 pytestmark = pytest.mark.browser
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The screenshots in docs/screenshots are refreshed with
-# CONNECTHUB_SCREENSHOTS=docs/screenshots ./connecthub.sh test tests/test_admin_browser.py
-SCREENSHOTS = REPO_ROOT / os.environ.get("CONNECTHUB_SCREENSHOTS", "test-artifacts/screenshots")
 SECRET_VALUE = "demo-token"
 JOB_ID = "example.hello"
-RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,6 @@ def admin_server(worker: Path, session_dir: Path) -> Iterator[str]:
     stop_process(process)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as browser:
-        yield browser
-
-
 @pytest.fixture
 def page(browser, admin_server: str, pg_env: None):  # type: ignore[no-untyped-def]
     context = browser.new_context(base_url=admin_server, viewport={"width": 1280, "height": 900})
@@ -55,59 +50,6 @@ def page(browser, admin_server: str, pg_env: None):  # type: ignore[no-untyped-d
     page.set_default_timeout(30_000)
     yield page
     context.close()
-
-
-class Pages:
-    """Every page the browser showed, to check afterwards that none held the secret."""
-
-    def __init__(self, page) -> None:  # type: ignore[no-untyped-def]
-        self.page = page
-        self.seen: list[tuple[str, str]] = []
-
-    def keep(self) -> str:
-        html = self.page.content()
-        self.seen.append((self.page.url, html))
-        return html
-
-    def assert_never_contained(self, *texts: str) -> None:
-        assert self.seen
-        for url, html in self.seen:
-            for text in texts:
-                assert text not in html, f"{url} contains a secret"
-
-
-def choose_handler(page, handler: str) -> None:  # type: ignore[no-untyped-def]
-    """Type a handler and leave the field: the form comes back with the plugin's fields."""
-    page.fill("#handler_path", handler)
-    with page.expect_navigation():
-        page.dispatch_event("#handler_path", "change")
-    assert page.input_value("#handler_path") == handler
-
-
-FINAL_STATUS = ", ".join(
-    f"#joblog-status[data-status={status.value}]" for status in RunStatus if status.is_final
-)
-
-
-def wait_for_status(page, status: RunStatus, pages: Pages) -> None:  # type: ignore[no-untyped-def]
-    """Reload the JobLog details page until the run has ended, and check it ended in `status`.
-
-    The page also refreshes itself while the run is going; waiting for a selector survives that.
-    """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    for _ in range(RUN_TIMEOUT_MS // 5000):
-        try:
-            page.wait_for_selector(FINAL_STATUS, timeout=5000)
-            break
-        except PlaywrightTimeoutError:
-            page.reload()
-    else:
-        shown = page.get_attribute("#joblog-status", "data-status")
-        raise AssertionError(f"JobLog {page.url} stayed {shown} for {RUN_TIMEOUT_MS // 1000} s")
-    html = pages.keep()
-    shown = page.get_attribute("#joblog-status", "data-status")
-    assert shown == status.value, f"JobLog {page.url} ended {shown}:\n{html[-3000:]}"
 
 
 def stored_token() -> str | None:

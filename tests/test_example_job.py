@@ -1,69 +1,31 @@
 """ExampleJob: a local greeting without network, a remote one through ExampleClient against a
-real local HTTP server, and Params validation that names the field."""
+real local HTTP server (`tests.support.http`), and Params validation that names the field."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from connecthub.jobs.base import JobConfigError, JobContext
 from extensions.example.job import ExampleJob
+from tests.support.http import Reply, ScriptedServer
 from tests.support.logs import captured_loggers
 
 TOKEN = "example-token-4711"
 
 
-class GreetingServer:
-    """`GET /greet?name=X` -> `{"message": "Greetings, X", "from": "remote"}`; records the
-    Authorization header of every request."""
-
-    def __init__(self) -> None:
-        self.authorizations: list[str | None] = []
-        self.paths: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.authorizations.append(self.headers.get("Authorization"))
-                server.paths.append(self.path)
-                url = urlsplit(self.path)
-                name = parse_qs(url.query).get("name", ["?"])[0]
-                if url.path != "/greet":
-                    self.send_error(404)
-                    return
-                payload = json.dumps({"message": f"Greetings, {name}", "from": "remote"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
 @pytest.fixture
-def greeting_server() -> Iterator[GreetingServer]:
-    server = GreetingServer()
-    yield server
-    server.stop()
+def greeting_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+def greeting(name: str) -> Reply:
+    """What a greeting service answers to `GET /greet?name=<name>`."""
+    return Reply(body={"message": f"Greetings, {name}", "from": "remote"})
 
 
 @pytest.fixture
@@ -94,10 +56,12 @@ def test_defaults_greet_mars_with_no_params_and_no_secrets() -> None:
 def test_with_base_url_sends_the_token_and_returns_the_remote_json(
     greeting_server, job_log
 ) -> None:
+    greeting_server.script(greeting("Venus"))
     result = run_job({"name": "Venus", "base_url": greeting_server.url}, {"token": TOKEN})
 
-    assert greeting_server.authorizations == [f"Bearer {TOKEN}"]
-    assert greeting_server.paths == ["/greet?name=Venus"]
+    [request] = greeting_server.received
+    assert (request.method, request.path) == ("GET", "/greet?name=Venus")
+    assert request.headers.get("Authorization") == f"Bearer {TOKEN}"
     assert result == {
         "greeting": "Hello, Venus!",
         "remote": {"message": "Greetings, Venus", "from": "remote"},
@@ -110,9 +74,12 @@ def test_with_base_url_sends_the_token_and_returns_the_remote_json(
 
 
 def test_without_a_token_no_authorization_is_sent(greeting_server) -> None:
+    greeting_server.script(greeting("Mars"))
     result = run_job({"base_url": greeting_server.url})
 
-    assert greeting_server.authorizations == [None]
+    [request] = greeting_server.received
+    assert request.path == "/greet?name=Mars"
+    assert "Authorization" not in request.headers
     assert result["remote"]["message"] == "Greetings, Mars"
 
 

@@ -21,6 +21,7 @@ from tests.support.cli import Cli
 # A value other than None for each, so that the test can tell "kept" from "defaulted".
 SET_VALUES: dict[str, Any] = {
     "description": "nightly export", "timeout_seconds": 300, "concurrency_limit": 3,
+    "max_log_rows": 500,
 }
 # Nullable, but None is not stored: a name defaults to the id, secrets None keeps the stored ones.
 NOT_STORED_AS_NULL = {"name", "secret_cfg"}

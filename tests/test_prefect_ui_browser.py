@@ -14,6 +14,7 @@ graph (to test-artifacts/screenshots/, or CONNECTHUB_SCREENSHOTS; see test_admin
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -21,23 +22,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from connecthub.db.engine import session_scope
 from connecthub.db.models import JobLog
 from connecthub.jobs.vocabulary import RunStatus, Trigger
 from deployments.sync import remove_job
-from tests.support.processes import free_port, start_admin, start_worker, stop_process
-from tests.support.settings import use_settings
-from tests.test_admin_browser import (
+from tests.support.browser import (
     SCREENSHOTS,
     Pages,
-    browser,  # noqa: F401 - the Chromium fixture
     choose_handler,
     log_in,
     wait_for_status,
 )
+from tests.support.processes import free_port, start_admin, start_worker, stop_process
+from tests.support.settings import use_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine, pytest.mark.timeout(600)]
 
@@ -45,6 +47,7 @@ JOB_ID = "typed.ui"
 HANDLER = "tests.plugins.typed:TypedJob"
 API_KEY = "ui-api-key-4b2d9e"
 RETRY_TIMEOUT = 180
+DRAWN_COLOURS = 100
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,19 @@ def stack(
     use_settings(None, PREFECT_API_URL=prefect_server)
 
 
+def wait_for_drawing(canvas, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the canvas shows a drawing: an empty one is a single colour, a drawn graph
+    (nodes, labels, the time axis, anti-aliased) hundreds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        image = Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")
+        colours = len(image.getcolors(1 << 20) or [])
+        if colours > DRAWN_COLOURS:
+            return
+        assert time.monotonic() < deadline, f"the run graph stayed empty ({colours} colours)"
+        time.sleep(0.5)
+
+
 def attempts_of(flow_run_id: str) -> list[JobLog]:
     with session_scope() as session:
         rows = list(session.scalars(
@@ -81,7 +97,7 @@ def attempts_of(flow_run_id: str) -> list[JobLog]:
 
 
 def test_typed_form_run_with_params_and_the_prefect_ui(  # type: ignore[no-untyped-def]
-    browser, stack: tuple[str, str], pg_env: None  # noqa: F811 - the fixture above
+    browser, stack: tuple[str, str], pg_env: None
 ) -> None:
     admin_url, ui_url = stack
     context = browser.new_context(base_url=admin_url, viewport={"width": 1280, "height": 900})
@@ -138,10 +154,17 @@ def test_typed_form_run_with_params_and_the_prefect_ui(  # type: ignore[no-untyp
         page.goto(run_link)
         title = page.get_by_text(re.compile(rf"^{re.escape(JOB_ID)} · .* · manual$")).first
         title.wait_for()
+        steps = {"load job", "run plugin", "fetch", "transform", "page 1", "push", "record"}
+        # What the UI draws its graph from: the steps as nodes, "page 1" under "transform".
+        graph = httpx.get(f"{ui_url}/api/flow_runs/{flow_run_id}/graph-v2", timeout=30).json()
+        nodes = {node["label"]: node for _, node in graph["nodes"]}
+        assert steps <= set(nodes)
+        parents = {edge["id"] for edge in nodes["page 1"]["parents"]}
+        assert nodes["transform"]["id"] in parents
+        wait_for_drawing(page.locator("canvas").first)  # the graph, drawn (WebGL)
         page.get_by_text("Task Runs", exact=True).click()  # the run page's tabs
-        for step in ("load job", "run plugin", "fetch", "transform", "page 1", "push", "record"):
+        for step in steps:
             page.get_by_text(step, exact=True).first.wait_for()
-        assert page.locator("canvas").count() >= 1  # the run graph
         page.screenshot(path=str(SCREENSHOTS / "prefect-run-graph.png"))
 
         # ... and its link back to the JobLog page.

@@ -23,7 +23,8 @@ Each setting, its variable and its default (documented again in `env.example`):
 - CONNECTHUB_LATE_RUN_SECONDS (`300`): alert when a scheduled run has not started this late.
 - JOBLOG_RETENTION_DAYS (`30`): JobLog rows, alert deliveries and ConnectHub's Prefect flow
   runs older than this are pruned.
-- JOBLOG_MAX_ROWS_PER_JOB (unset: no cap): keep at most this many JobLog rows of each job.
+- JOBLOG_MAX_ROWS_PER_JOB (unset: no cap): keep at most this many JobLog rows of each job
+  whose own `max_log_rows` is unset.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):

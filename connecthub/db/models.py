@@ -91,6 +91,8 @@ class Job(Base):
     alerts: Mapped[list[str]] = mapped_column(JSON, server_default="[]")
     alert_after_failures: Mapped[int] = mapped_column(Integer, server_default="1")
     alert_every_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # NULL: the global JOBLOG_MAX_ROWS_PER_JOB applies (`db.retention`).
+    max_log_rows: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deployment_id: Mapped[str | None] = mapped_column(String(36))
@@ -265,7 +267,7 @@ class AuditEntry(Base):
     """One change or login: who (a user, a token's user, the CLI), when, from where, what.
 
     Append-only: nothing in ConnectHub updates or deletes a row, and the database refuses it
-    (triggers of migration 0008).
+    (triggers of migration 0009).
     """
 
     __tablename__ = "audit_entry"

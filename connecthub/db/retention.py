@@ -1,9 +1,10 @@
 """Retention of ConnectHub's own history: JobLog rows and alert deliveries.
 
-Rows older than JOBLOG_RETENTION_DAYS (default 30) go, and, with JOBLOG_MAX_ROWS_PER_JOB, each
-job's rows beyond its newest N. Deletes run in batches of `BATCH` ids, each its own short
-transaction on indexed ids, so the admin's reads (and, on SQLite, other writers) wait for one
-batch at most, never for the whole prune. A dry run counts what would go and deletes nothing.
+Rows older than JOBLOG_RETENTION_DAYS (default 30) go, and each job's rows beyond its newest N:
+N is the job's own `max_log_rows`, else JOBLOG_MAX_ROWS_PER_JOB (default unset: no cap).
+Deletes run in batches of `BATCH` ids, each its own short transaction on indexed ids, so the
+admin's reads (and, on SQLite, other writers) wait for one batch at most, never for the whole
+prune. A dry run counts what would go and deletes nothing.
 Prefect's own flow runs are pruned on the same horizon by `deployments.retention`.
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from connecthub.core.config import get_settings
 from connecthub.db.engine import session_scope
-from connecthub.db.models import AlertDelivery, JobLog, utcnow
+from connecthub.db.models import AlertDelivery, Job, JobLog, utcnow
 
 BATCH = 1000
 
@@ -67,16 +68,27 @@ def _over_cap_ids(job_id: str, cap: int) -> Select[tuple[int]]:
     return select(JobLog.id).where(JobLog.job_id == job_id, JobLog.id <= boundary)
 
 
-def _jobs_over_cap(session: Session, cap: int) -> list[str]:
-    return list(session.scalars(
-        select(JobLog.job_id).group_by(JobLog.job_id).having(func.count() > cap)
-    ))
+def _jobs_over_cap(session: Session, default_cap: int | None) -> list[tuple[str, int]]:
+    """Each job with more JobLog rows than its cap, and that cap: the job's `max_log_rows`,
+    else `default_cap`. The history of a deleted job follows `default_cap`."""
+    counts = select(JobLog.job_id, func.count().label("rows")).group_by(JobLog.job_id)
+    if default_cap is None:  # only jobs with a cap of their own can be over it: count only them
+        capped = select(Job.id).where(Job.max_log_rows.is_not(None))
+        counts = counts.where(JobLog.job_id.in_(capped))
+    per_job = counts.subquery()
+    cap = Job.max_log_rows if default_cap is None else func.coalesce(Job.max_log_rows, default_cap)
+    query = (
+        select(per_job.c.job_id, cap).select_from(per_job)
+        .outerjoin(Job, Job.id == per_job.c.job_id)
+        .where(per_job.c.rows > cap)
+    )
+    return [(job_id, job_cap) for job_id, job_cap in session.execute(query)]
 
 
 def prune(*, dry_run: bool = False, max_batches: int | None = None) -> PruneReport:
     """Delete (or, with `dry_run`, count) the expired history; `max_batches` bounds each kind."""
     report = PruneReport(horizon())
-    cap = get_settings().joblog_max_rows_per_job
+    default_cap = get_settings().joblog_max_rows_per_job
     expired = select(JobLog.id).where(JobLog.created_at < report.horizon).order_by(JobLog.id)
     old_deliveries = (
         select(AlertDelivery.id).where(AlertDelivery.created_at < report.horizon)
@@ -86,21 +98,20 @@ def prune(*, dry_run: bool = False, max_batches: int | None = None) -> PruneRepo
         with session_scope() as session:
             report.joblog_expired = _count(session, expired)
             report.deliveries = _count(session, old_deliveries)
-            if cap:
-                report.joblog_over_cap = sum(
-                    _count(session, _over_cap_ids(job_id, cap).where(
-                        JobLog.created_at >= report.horizon
-                    ))
-                    for job_id in _jobs_over_cap(session, cap)
-                )
+            # The expired rows are counted above, as a prune deletes them before the caps apply.
+            report.joblog_over_cap = sum(
+                _count(session, _over_cap_ids(job_id, cap).where(
+                    JobLog.created_at >= report.horizon
+                ))
+                for job_id, cap in _jobs_over_cap(session, default_cap)
+            )
         return report
     report.joblog_expired = _delete_batches(expired, JobLog, max_batches)
     report.deliveries = _delete_batches(old_deliveries, AlertDelivery, max_batches)
-    if cap:
-        with session_scope() as session:
-            over = _jobs_over_cap(session, cap)
-        for job_id in over:
-            report.joblog_over_cap += _delete_batches(
-                _over_cap_ids(job_id, cap).order_by(JobLog.id), JobLog, max_batches
-            )
+    with session_scope() as session:
+        over = _jobs_over_cap(session, default_cap)
+    for job_id, cap in over:
+        report.joblog_over_cap += _delete_batches(
+            _over_cap_ids(job_id, cap).order_by(JobLog.id), JobLog, max_batches
+        )
     return report

@@ -78,27 +78,68 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=200)
-    name: str | None = Field(default=None, max_length=200)
+    # Each description says what the field means; the admin form shows it as the field's help.
+    id: str = Field(
+        min_length=1, max_length=200,
+        description="Unique, fixed once created: letters, digits, '.', '-' and '_'.",
+    )
+    name: str | None = Field(
+        default=None, max_length=200, description="Shown in lists; defaults to the id."
+    )
     description: str | None = Field(default=None, max_length=4000)
-    handler_path: str
-    cron_expr: str
-    timezone: str = "UTC"
-    enabled: bool = True
-    public_cfg: dict[str, Any] = Field(default_factory=dict)
+    handler_path: str = Field(
+        description="module:Class of a BaseJob: an installed plugin's, or a path of your own."
+    )
+    cron_expr: str = Field(
+        description="5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily..."
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA name the cron is read in, e.g. UTC or Europe/Berlin."
+    )
+    enabled: bool = Field(
+        default=True, description="A disabled job keeps its deployment with the schedule paused."
+    )
+    public_cfg: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON object passed to the job as params; stored in plaintext.",
+    )
     # None keeps the stored secrets; {} clears them.
-    secret_cfg: dict[str, Any] | None = None
-    timeout_seconds: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    secret_cfg: dict[str, Any] | None = Field(
+        default=None, description="JSON object, encrypted on save and never shown again."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="Unset: no timeout."
+    )
     max_retries: int = Field(default=0, ge=0, le=100)
     retry_delay_seconds: int = Field(default=60, ge=0, le=24 * 3600)
-    concurrency_limit: int | None = Field(default=1, ge=1, le=1000)
-    collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    concurrency_limit: int | None = Field(
+        default=1, ge=1, le=1000,
+        description="How many runs of this job may overlap; unset: no limit.",
+    )
+    collision_strategy: CollisionStrategy = Field(
+        default=CollisionStrategy.ENQUEUE,
+        description="What a new run does while an earlier one is still going.",
+    )
     tags: list[str] = Field(default_factory=list, max_length=20)
-    # The alert channels of this job; none named: the default channels.
-    alerts: list[str] = Field(default_factory=list, max_length=20)
-    # Alert once a failure streak is this long, once per streak (or on every failure from then).
-    alert_after_failures: int = Field(default=1, ge=1, le=1000)
-    alert_every_failure: bool = False
+    alerts: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="The alert channels of this job (`connecthub alerts list`); none named: "
+        "the default channels.",
+    )
+    alert_after_failures: int = Field(
+        default=1, ge=1, le=1000,
+        description="One alert per failure streak, once it is this long.",
+    )
+    alert_every_failure: bool = Field(
+        default=False,
+        description="Alert every failure once a streak is alert_after_failures long, not just "
+        "the first.",
+    )
+    max_log_rows: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Keep at most this many JobLog rows of this job, the newest; unset: "
+        "JOBLOG_MAX_ROWS_PER_JOB.",
+    )
 
     @field_validator("id")
     @classmethod

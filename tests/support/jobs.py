@@ -61,17 +61,30 @@ def wait_pid(path: Path, timeout: float = 60) -> int:
     return int(path.read_text())
 
 
+def flow_run_logs(flow_run_id: str, until: str = "Finished in state", timeout: float = 60) -> list:
+    """The flow run's logs in Prefect, once one of them contains `until` (the engine's last
+    line by default). Logs reach the server through Prefect's batched log worker, after the
+    run's states and JobLog: a run can be final before its logs are all there."""
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    deadline = time.monotonic() + timeout
+    with prefect_client() as client:
+        while True:
+            logs = client.read_logs(log_filter=log_filter)
+            if any(until in log.message for log in logs):
+                return logs
+            assert time.monotonic() < deadline, f"no log line with {until!r} in Prefect"
+            time.sleep(0.5)
+
+
 def assert_canary_absent_from_prefect(flow_run_id: str | None) -> None:
     encoded = base64.b64encode(CANARY.encode()).decode()
+    logs = flow_run_logs(flow_run_id)
     with prefect_client() as client:
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
         )
         deployments = client.read_deployments()
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    assert runs and logs, "expected the run and its logs in Prefect"
+    assert runs, "expected the run in Prefect"
     surfaces = [run.model_dump_json() for run in runs]
     surfaces += [item.model_dump_json() for item in deployments]
     surfaces += [log.message for log in logs]

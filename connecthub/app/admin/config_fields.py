@@ -77,7 +77,7 @@ class JSONValueField(TextAreaField):
             raise ValueError("not valid JSON (nested too deeply)") from None
 
 
-def _unwrap_optional(annotation: Any) -> Any:
+def unwrap_optional(annotation: Any) -> Any:
     if get_origin(annotation) in (Union, types.UnionType):
         others = [arg for arg in get_args(annotation) if arg is not type(None)]
         if len(others) == 1:
@@ -203,7 +203,7 @@ def config_fields(model: type[BaseModel] | None, section: str) -> list[ConfigFie
         return []
     fields = []
     for name, info in model.model_fields.items():
-        annotation = _unwrap_optional(info.annotation)
+        annotation = unwrap_optional(info.annotation)
         fields.append(ConfigField(
             section=section, name=name, kind=_kind(annotation), required=info.is_required(),
             default=_default(info), choices=_choices(annotation), help=info.description or "",

@@ -1,5 +1,10 @@
 """The Job create and edit forms: fields, pickers, and validation through `JobSpec`.
 
+The fields derive from `JobSpec` (`spec_form_fields`): one per JobSpec field, in its order, the
+WTForms field from its type, with its default and its description as help, required when
+JobSpec requires a value. `ADMIN_FIELDS` holds only what the admin adds (labels, the pickers,
+the write-only secrets area, the names of the choices), so a new job field needs no edit here.
+
 Each field parses what the operator typed (JSON objects, integers, a comma-separated tag list);
 `JobForm.validate` then checks the whole job with `JobSpec`, the one validation every entry point
 shares, and shows each of its errors under the field it names. The secrets field is write-only:
@@ -17,17 +22,20 @@ the TYPED_MARKER (a script, an older page) still sends the JSON fields.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_origin
 from zoneinfo import available_timezones
 
 from markupsafe import Markup
-from pydantic import ValidationError
-from wtforms import Form
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from wtforms import Field, Form
 from wtforms.fields import (
     BooleanField,
     HiddenField,
@@ -36,7 +44,7 @@ from wtforms.fields import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import InputRequired, Optional
+from wtforms.validators import InputRequired, Optional, StopValidation
 from wtforms.widgets import TextInput
 
 from connecthub.app.admin import queries
@@ -48,6 +56,7 @@ from connecthub.app.admin.config_fields import (
     config_fields,
     field_of,
     initial,
+    unwrap_optional,
 )
 from connecthub.jobs.base import JobConfigError
 from connecthub.jobs.spec import (
@@ -224,13 +233,164 @@ class TagListField(StringField):
             self.data = [tag.strip() for tag in str(valuelist[0]).split(",") if tag.strip()]
 
 
+_text = {"class": "form-control"}
+_number = {"class": "form-control", "inputmode": "numeric"}
+
+
+class RequiredIfPosted:
+    """A JobSpec field with a default: required when the page posts it (a blank one is refused
+    here), left at its default when the post leaves it out (a script, an older page)."""
+
+    field_flags = {"required": True}
+
+    def __call__(self, form: Any, field: Field) -> None:
+        if not field.raw_data:
+            raise StopValidation()
+        if isinstance(field.raw_data[0], str) and not field.raw_data[0].strip():
+            field.errors[:] = []  # "This field is required." says more than "Not a valid integer"
+            raise StopValidation(field.gettext("This field is required."))
+
+
+@dataclass(frozen=True)
+class FieldKind:
+    """How the form shows one JobSpec type: its WTForms field and its HTML attributes."""
+
+    field_class: type[Field]
+    render_kw: Mapping[str, Any]
+    # Said after the field's description: how to type a value of this kind.
+    hint: str = ""
+
+
+def _kind_of(annotation: Any) -> FieldKind | None:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return FieldKind(SelectField, {"class": "form-select"})
+    origin = get_origin(annotation) or annotation
+    return {
+        bool: FieldKind(BooleanField, {"class": "form-check-input"}),
+        int: FieldKind(IntegerField, _number),
+        str: FieldKind(StringField, _text),
+        dict: FieldKind(JSONObjectField, {**_text, "rows": 4, "spellcheck": "false"}),
+        list: FieldKind(TagListField, _text, hint="Comma-separated."),
+    }.get(origin)
+
+
+@dataclass(frozen=True)
+class AdminField:
+    """What only the admin says about a JobSpec field: its label, another field class or
+    widget, extra HTML attributes, how to type it, and the names of an enum's choices."""
+
+    label: str | None = None
+    field_class: type[Field] | None = None
+    widget: Any = None
+    render_kw: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    hint: str = ""
+    choice_labels: Mapping[str, str] = dataclass_field(default_factory=dict)
+
+
+ADMIN_FIELDS: dict[str, AdminField] = {
+    "id": AdminField(render_kw={"placeholder": "example.hello"}),
+    "description": AdminField(field_class=TextAreaField, render_kw={"rows": 2}),
+    "handler_path": AdminField(
+        "Handler", widget=HandlerInput(available_plugins),
+        render_kw={"placeholder": "extensions.example.job:ExampleJob"},
+    ),
+    "cron_expr": AdminField("Cron", render_kw={"placeholder": "*/5 * * * *"}),
+    "timezone": AdminField(widget=DatalistInput(timezone_names)),
+    "public_cfg": AdminField("Parameters (public_cfg)"),
+    "secret_cfg": AdminField(
+        "Secrets (secret_cfg)", field_class=SecretJSONField,
+        render_kw={"rows": 3, "autocomplete": "off", "placeholder": SecretJSONField.example},
+        hint="If the form comes back with an error, type it again. When editing: blank keeps "
+        "the stored secrets, {} removes them.",
+    ),
+    "timeout_seconds": AdminField("Timeout (seconds)"),
+    "max_retries": AdminField("Retries"),
+    "retry_delay_seconds": AdminField("Retry delay (seconds)"),
+    "concurrency_limit": AdminField("Concurrent runs"),
+    "collision_strategy": AdminField(
+        "When a run is still going",
+        choice_labels={
+            CollisionStrategy.ENQUEUE.value: "Queue the new run",
+            CollisionStrategy.CANCEL_NEW.value: "Cancel the new run",
+        },
+    ),
+    "alerts": AdminField("Alert channels"),
+    "alert_after_failures": AdminField("Alert after failures in a row"),
+    "alert_every_failure": AdminField("Alert on every failure"),
+}
+
+
+def _shape(info: FieldInfo) -> tuple[Any, bool]:
+    """The field's type without None, and whether None is allowed."""
+    annotation = unwrap_optional(info.annotation)
+    return annotation, annotation is not info.annotation
+
+
+def _default(info: FieldInfo) -> Any:
+    if info.default_factory is not None:
+        return info.default_factory  # WTForms calls it: each form gets its own {} or []
+    if info.default is PydanticUndefined:
+        return None
+    return info.default.value if isinstance(info.default, enum.Enum) else info.default
+
+
+def _validators(info: FieldInfo, nullable: bool, kind: FieldKind) -> list[Any]:
+    if info.is_required():
+        return [InputRequired()]
+    if nullable:
+        return [Optional()]
+    if kind.field_class in (IntegerField, StringField):
+        return [RequiredIfPosted()]
+    return []  # a checkbox, a list, an object or a choice always has a value
+
+
+def spec_form_fields(
+    spec: type[BaseModel] = JobSpec, admin: Mapping[str, AdminField] = ADMIN_FIELDS
+) -> dict[str, Any]:
+    """One unbound WTForms field per field of `spec`, in its order: the field class from the
+    type, JobSpec's default and description, required when JobSpec requires a value, and what
+    `admin` adds. A type the form cannot show is a TypeError naming the field."""
+    fields: dict[str, Any] = {}
+    for name, info in spec.model_fields.items():
+        annotation, nullable = _shape(info)
+        kind = _kind_of(annotation)
+        extra = admin.get(name, AdminField())
+        if kind is None and extra.field_class is None:
+            raise TypeError(
+                f"{spec.__name__}.{name}: the admin form has no field for {annotation!r}; "
+                "give it a field_class in ADMIN_FIELDS"
+            )
+        kind = kind or FieldKind(extra.field_class, _text)  # type: ignore[arg-type]
+        options: dict[str, Any] = {
+            "label": extra.label or name.replace("_", " ").capitalize(),
+            "validators": _validators(info, nullable, kind),
+            "default": _default(info),
+            "description": " ".join(
+                text for text in (info.description, kind.hint, extra.hint) if text
+            ),
+            "render_kw": {**kind.render_kw, **extra.render_kw},
+        }
+        if extra.widget is not None:
+            options["widget"] = extra.widget
+        if issubclass(kind.field_class, SelectField):
+            options["choices"] = [
+                (member.value, extra.choice_labels.get(member.value, member.value))
+                for member in annotation
+            ]
+        fields[name] = (extra.field_class or kind.field_class)(**options)
+    return fields
+
+
 def spec_input(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The JobSpec input for the form's `data` (blank optional texts become None)."""
+    """The JobSpec input for the form's `data`: a blank optional text is None, and an object or
+    a list the page did not send is JobSpec's default."""
     values = {name: data.get(name) for name in JOB_FIELDS}
-    for name in ("name", "description"):
-        values[name] = (values[name] or "").strip() or None
-    values["public_cfg"] = values["public_cfg"] if values["public_cfg"] is not None else {}
-    values["tags"] = values["tags"] or []
+    for name, info in JobSpec.model_fields.items():
+        annotation, nullable = _shape(info)
+        if nullable and annotation is str:
+            values[name] = (values[name] or "").strip() or None
+        elif values[name] is None and info.default_factory is not None:
+            values[name] = info.default_factory()
     return values
 
 
@@ -239,108 +399,12 @@ def build_spec(data: Mapping[str, Any]) -> JobSpec:
     return JobSpec.model_validate(spec_input(data))
 
 
-_text = {"class": "form-control"}
-_number = {"class": "form-control", "inputmode": "numeric"}
+# JobSpec's fields as a form; JobForm adds the typed plugin fields and the whole-job check.
+JobSpecForm: type[Form] = type("JobSpecForm", (Form,), spec_form_fields())
 
 
-class JobForm(Form):
+class JobForm(JobSpecForm):  # type: ignore[misc,valid-type]
     """The Job form as created; `validate` checks the whole job with JobSpec."""
-
-    id = StringField(
-        "Id",
-        [InputRequired()],
-        render_kw={**_text, "placeholder": "example.hello"},
-        description="Unique, fixed once created: letters, digits, '.', '-' and '_'.",
-    )
-    name = StringField(
-        "Name", [Optional()], render_kw=_text, description="Shown in lists; defaults to the id."
-    )
-    description = TextAreaField("Description", [Optional()], render_kw={**_text, "rows": 2})
-    handler_path = StringField(
-        "Handler",
-        [InputRequired()],
-        widget=HandlerInput(available_plugins),
-        render_kw={**_text, "placeholder": "extensions.example.job:ExampleJob"},
-        description="module:Class of a BaseJob; pick an installed plugin or type a path.",
-    )
-    cron_expr = StringField(
-        "Cron",
-        [InputRequired()],
-        render_kw={**_text, "placeholder": "*/5 * * * *"},
-        description="5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily...",
-    )
-    timezone = StringField(
-        "Timezone",
-        [InputRequired()],
-        default="UTC",
-        widget=DatalistInput(timezone_names),
-        render_kw=_text,
-        description="IANA name the cron is read in, e.g. UTC or Europe/Berlin.",
-    )
-    enabled = BooleanField(
-        "Enabled",
-        default=True,
-        render_kw={"class": "form-check-input"},
-        description="A disabled job keeps its deployment with the schedule paused.",
-    )
-    public_cfg = JSONObjectField(
-        "Parameters (public_cfg)",
-        render_kw={**_text, "rows": 4, "spellcheck": "false"},
-        description="JSON object passed to the job as params; stored in plaintext.",
-    )
-    secret_cfg = SecretJSONField(
-        "Secrets (secret_cfg)",
-        render_kw={
-            **_text, "rows": 3, "spellcheck": "false", "autocomplete": "off",
-            "placeholder": SecretJSONField.example,
-        },
-        description="JSON object, encrypted on save and never shown again (if the form comes "
-        "back with an error, type it again). When editing: blank keeps the stored secrets, "
-        "{} removes them.",
-    )
-    timeout_seconds = IntegerField(
-        "Timeout (seconds)", [Optional()], render_kw=_number, description="Blank: no timeout."
-    )
-    max_retries = IntegerField("Retries", [InputRequired()], default=0, render_kw=_number)
-    retry_delay_seconds = IntegerField(
-        "Retry delay (seconds)", [InputRequired()], default=60, render_kw=_number
-    )
-    concurrency_limit = IntegerField(
-        "Concurrent runs",
-        [Optional()],
-        default=1,
-        render_kw=_number,
-        description="How many runs of this job may overlap; blank: no limit.",
-    )
-    collision_strategy = SelectField(
-        "When a run is still going",
-        choices=[
-            (CollisionStrategy.ENQUEUE.value, "Queue the new run"),
-            (CollisionStrategy.CANCEL_NEW.value, "Cancel the new run"),
-        ],
-        default=CollisionStrategy.ENQUEUE.value,
-        render_kw={"class": "form-select"},
-    )
-    tags = TagListField("Tags", render_kw=_text, description="Comma-separated.")
-    alerts = TagListField(
-        "Alert channels",
-        render_kw=_text,
-        description="Comma-separated channel names (`connecthub alerts list`); blank: the "
-        "default channels.",
-    )
-    alert_after_failures = IntegerField(
-        "Alert after failures in a row",
-        [Optional()],
-        default=1,
-        render_kw=_number,
-        description="One alert per failure streak, once it is this long.",
-    )
-    alert_every_failure = BooleanField(
-        "Alert on every failure",
-        default=False,
-        render_kw={"class": "form-check-input"},
-        description="Alert each failure of a streak (from the count above), not just the first.",
-    )
 
     # The edit form: a blank secret field keeps the stored value.
     keeps_stored_secrets = False

@@ -1,16 +1,16 @@
 """The audit trail: one row per change or login, append-only (the database refuses an UPDATE or
 DELETE of a row, on PostgreSQL and SQLite alike).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
