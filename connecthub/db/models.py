@@ -259,6 +259,8 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    __table_args__ = (Index("ix_api_token_user_id", "user_id"),)
+
     def __str__(self) -> str:
         return f"#{self.id} {self.prefix}…"
 
