@@ -69,7 +69,9 @@ def pg_env(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     with get_engine().begin() as conn:
         conn.execute(text(
-            "TRUNCATE job_log, job, alert_channel, alert_delivery, loop_state RESTART IDENTITY"
+            "TRUNCATE job_log, job, alert_channel, alert_delivery, loop_state, api_token, "
+            "audit_entry, "
+            "app_user, login_failure RESTART IDENTITY"
         ))
     monkeypatch.undo()
     use_settings(None, **_session_env())

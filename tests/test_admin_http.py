@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from connecthub.app import job_changes
 from connecthub.app.admin import auth as admin_auth
 from connecthub.app.admin import views as admin_views
 from connecthub.app.admin.auth import LoginThrottle, load_credentials
@@ -140,7 +141,7 @@ def test_repeated_failed_logins_are_throttled(anonymous: RecordingClient) -> Non
     assert login(anonymous, username="someone-else", password="x").status_code == 400
 
 
-def test_throttle_waits_grow_and_clear_on_success() -> None:
+def test_throttle_waits_grow_and_clear_on_success(pg_env: None) -> None:
     now = [1000.0]
     throttle = LoginThrottle(max_failures=5, base_delay_seconds=30, clock=lambda: now[0])
     key = ("10.0.0.1", "admin")
@@ -156,16 +157,16 @@ def test_throttle_waits_grow_and_clear_on_success() -> None:
     assert throttle.retry_after(key) == 0
 
 
-def test_throttle_counts_an_address_over_all_usernames() -> None:
+def test_throttle_counts_an_address_over_all_usernames(pg_env: None) -> None:
     now = [1000.0]
-    throttle = LoginThrottle(max_failures=5, max_failures_per_address=20, max_tracked=50,
+    throttle = LoginThrottle(max_failures=5, max_failures_per_address=20,
                              base_delay_seconds=30, clock=lambda: now[0])
     target = ("10.0.0.1", "admin")
     for _ in range(5):
         throttle.failed(target)
     assert throttle.retry_after(target) == 30
-    # Guessing on through other usernames, or pushing the target's entry out of the table,
-    # does not help: the address itself is throttled after 20 failures.
+    # Guessing on through other usernames does not help: the address itself is throttled
+    # after 20 failures.
     for index in range(15):
         throttle.failed(("10.0.0.1", f"user{index}"))
     assert throttle.retry_after(("10.0.0.1", "anyone")) == 30
@@ -347,10 +348,10 @@ def test_duplicate_id_is_a_clean_message(client: RecordingClient) -> None:
 def test_database_errors_never_show_sql_or_parameters(
     client: RecordingClient, monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
 ) -> None:
-    def fail(_spec: Any) -> Job:
+    def fail(_spec: Any, _actor: Any) -> Job:
         raise error
 
-    monkeypatch.setattr(admin_views.queries, "insert_job", fail)
+    monkeypatch.setattr(job_changes, "insert_job", fail)
     response = create_job(client)
     assert response.status_code == 400
     page = html.unescape(response.text)

@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from connecthub.app.admin import views as admin_views
 from connecthub.app.admin.auth import SESSION_COOKIE
 from connecthub.app.main import create_app
 from connecthub.core.config import get_settings
-from connecthub.db import crud
+from connecthub.db import crud, users
 from connecthub.db.engine import get_engine, session_scope
 from connecthub.jobs.spec import JobSpec
 from deployments.client import PrefectUnavailableError
@@ -186,12 +187,19 @@ def test_tampered_or_foreign_cookie_is_no_login() -> None:
         assert http.get("/admin/job/list").status_code == 200
         payload, _, signature = genuine.partition(".")
         tampered = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+        with session_scope() as session:
+            admin_id = users.get_user(session, USERNAME).id
+        # What a login puts in the session: the user's id and when the session began.
+        session_of = {"user_id": admin_id, "started": time.time()}
         cookies = {
-            "forged with the right secret (control)": signed_cookie({"user": USERNAME}, secret),
+            "forged with the right secret (control)": signed_cookie(session_of, secret),
             "tampered payload": f"{tampered}.{signature}",
-            "signed with another secret": signed_cookie({"user": USERNAME}, "x" * 48),
-            "unsigned": base64.b64encode(json.dumps({"user": USERNAME}).encode()).decode(),
-            "another user": signed_cookie({"user": "root"}, secret),
+            "signed with another secret": signed_cookie(session_of, "x" * 48),
+            "unsigned": base64.b64encode(json.dumps(session_of).encode()).decode(),
+            "another user": signed_cookie({**session_of, "user_id": admin_id + 1000}, secret),
+            "begun before the user's sessions were ended": signed_cookie(
+                {**session_of, "started": time.time() - 3600}, secret
+            ),
         }
         for name, cookie in cookies.items():
             http.cookies.clear()
@@ -218,7 +226,7 @@ def test_no_route_changes_anything_on_get(
     assert changing == {
         "create", "edit", "delete", "import", "login", "view-job-run_job_now",
         "view-job-enable_job", "view-job-disable_job", "view-job-log-retry_execution",
-        "view-job-run_with_params",
+        "view-job-run_with_params", "view-api-token-revoke_token",
     }, changing
     ours = [route for route in routes if route.name.startswith("view-")]
     # Actions are POST only; a form page (GET) posts to itself.

@@ -26,10 +26,14 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs as code: apply, export, list, delete.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert channels: add, list, test, delete.")
 logs_app = typer.Typer(help="The JobLog: the newest entries, or one execution whole.")
+users_app = typer.Typer(no_args_is_help=True, help="Users and roles: viewer, operator, admin.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: create, list, revoke.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(logs_app, name="logs")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,16 +59,20 @@ def _database_error(error: Exception) -> str:
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Errors whose message is meant for the operator (imported late: Prefect is slow to load)."""
     from connecthub.alerts import ChannelError
+    from connecthub.app.job_changes import JobChangeError
     from connecthub.app.supervisor import StartupError
     from connecthub.db.crud import JobNotFoundError
     from connecthub.db.migrate import SchemaOutdatedError
+    from connecthub.db.tokens import TokenError
+    from connecthub.db.users import UserError
     from connecthub.jobs.files import JobFileError
     from connecthub.security.fernet import DecryptionError, KeyUnusableError
     from deployments.errors import EngineError
 
     return (
         CommandError, JobNotFoundError, SchemaOutdatedError, JobFileError, KeyUnusableError,
-        DecryptionError, TimeoutError, StartupError, EngineError, ChannelError,
+        DecryptionError, TimeoutError, StartupError, EngineError, ChannelError, UserError,
+        TokenError, JobChangeError,
     )
 
 
@@ -94,6 +102,13 @@ def command(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _actor() -> Any:
+    """Who the audit trail names for this command."""
+    from connecthub.app.actors import cli_actor
+
+    return cli_actor()
+
+
 def _prepare(check_key: bool = True) -> None:
     from connecthub.bootstrap import prepare
 
@@ -119,7 +134,7 @@ def rotate_key(
     ] = False,
 ) -> None:
     """Add a new Fernet key and re-encrypt every job's secrets with it."""
-    from connecthub.db import crud
+    from connecthub.db import audit, crud
     from connecthub.db.engine import session_scope
     from connecthub.security import fernet
 
@@ -127,6 +142,8 @@ def rotate_key(
     if retire_old:
         with session_scope() as session:
             dropped = fernet.retire_old_keys(crud.secret_tokens(session))
+            audit.record(session, _actor(), "key.retire", str(get_settings().key_path),
+                         {"keys_dropped": dropped})
         typer.echo(f"retired {dropped} old key(s); {get_settings().key_path} holds one key")
         return
 
@@ -135,6 +152,9 @@ def rotate_key(
             return crud.reencrypt_secrets(session, rotate)
 
     count = fernet.rotate_key(reencrypt)
+    with session_scope() as session:
+        audit.record(session, _actor(), "key.rotate", str(get_settings().key_path),
+                     {"secrets_reencrypted": count})
     typer.echo(
         f"new key added; {count} job secret(s) re-encrypted. The old key stays readable until "
         "`connecthub rotate-key --retire-old`."
@@ -151,7 +171,9 @@ def jobs_apply(
     from connecthub.app.operations import apply_job_file
 
     _prepare()
-    job_ids = apply_job_file(file, sync=sync, warn=lambda line: typer.echo(line, err=True))
+    job_ids = apply_job_file(
+        file, _actor(), sync=sync, warn=lambda line: typer.echo(line, err=True)
+    )
     typer.echo(f"applied {len(job_ids)} job(s): {', '.join(job_ids)}")
 
 
@@ -203,15 +225,13 @@ def jobs_list() -> None:
 @command
 def jobs_delete(job_id: str) -> None:
     """Delete a job and its Prefect deployment (its JobLog history stays)."""
-    from connecthub.db import crud
+    from connecthub.app import job_changes
     from connecthub.db.engine import session_scope
-    from deployments.sync import remove_job
 
     _prepare()
     with session_scope() as session:
-        deployment_id = crud.get_job(session, job_id).deployment_id
-        crud.delete_job(session, job_id)
-    error = remove_job(job_id, deployment_id)
+        deployment_id = job_changes.delete_in(session, job_id, _actor())
+    error = job_changes.remove_deployment(job_id, deployment_id)
     typer.echo(f"deleted {job_id}")
     if error:
         typer.echo(f"warning: {error}", err=True)
@@ -297,11 +317,13 @@ def alerts_add(
 ) -> None:
     """Add (or replace) the alert channel NAME; its URL is stored encrypted."""
     from connecthub.alerts import add_channel
+    from connecthub.db import audit
     from connecthub.db.engine import session_scope
 
     _prepare()
     with session_scope() as session:
         masked = add_channel(session, name, url, default=default).masked_url
+        audit.record(session, _actor(), "alert_channel.add", name, {"default": default})
     typer.echo(f"alert channel {name} saved{' (default)' if default else ''}: {masked}")
 
 
@@ -346,12 +368,245 @@ def alerts_test(name: str) -> None:
 def alerts_delete(name: str) -> None:
     """Delete the alert channel NAME."""
     from connecthub.alerts import delete_channel
+    from connecthub.db import audit
     from connecthub.db.engine import session_scope
 
     _prepare()
     with session_scope() as session:
         delete_channel(session, name)
+        audit.record(session, _actor(), "alert_channel.delete", name)
     typer.echo(f"deleted alert channel {name}")
+
+
+def _role(value: str) -> Any:
+    from connecthub.security.roles import Role
+
+    try:
+        return Role.parse(value)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _new_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password read from stdin (one line), or a generated one; and whether generated."""
+    from connecthub.security.passwords import generate_password
+
+    if not from_stdin:
+        return generate_password(), True
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("no password on stdin (one line expected)")
+    return password, False
+
+
+def _say_password(username: str, password: str, generated: bool) -> None:
+    if generated:
+        typer.echo(f"one-time password for {username} (shown only now): {password}")
+
+
+@users_app.command("add")
+@command
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Add a user; prints a generated one-time password unless --password-stdin."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    chosen = _role(role)
+    password, generated = _new_password(password_stdin)
+    _prepare()
+    with session_scope() as session:
+        user = users.create_user(session, username, chosen, password, actor=_actor())
+        name = user.username
+    typer.echo(f"added user {name} ({chosen.value})")
+    _say_password(name, password, generated)
+
+
+@users_app.command("list")
+@command
+def users_list() -> None:
+    """List the users, their roles and last login."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        rows = [(u.username, u.role, u.disabled, u.last_login_at)
+                for u in users.list_users(session)]
+    typer.echo(f"{'USERNAME':<30} {'ROLE':<9} {'STATE':<9} LAST LOGIN")
+    for username, role, disabled, last_login in rows:
+        state = "disabled" if disabled else "active"
+        shown = f"{last_login:%Y-%m-%d %H:%M} UTC" if last_login else "never"
+        typer.echo(f"{username:<30} {role:<9} {state:<9} {shown}")
+
+
+@users_app.command("set-role")
+@command
+def users_set_role(username: str, role: str) -> None:
+    """Give USERNAME the role ROLE (viewer, operator or admin)."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    chosen = _role(role)
+    _prepare()
+    with session_scope() as session:
+        name = users.set_role(session, username, chosen, actor=_actor()).username
+    typer.echo(f"{name} is now {chosen.value}")
+
+
+@users_app.command("disable")
+@command
+def users_disable(username: str) -> None:
+    """Stop USERNAME from logging in; their sessions and tokens stop working at once."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        name = users.set_disabled(session, username, True, actor=_actor()).username
+    typer.echo(f"disabled {name}")
+
+
+@users_app.command("enable")
+@command
+def users_enable(username: str) -> None:
+    """Let a disabled USERNAME log in again."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        name = users.set_disabled(session, username, False, actor=_actor()).username
+    typer.echo(f"enabled {name}")
+
+
+@users_app.command("reset-password")
+@command
+def users_reset_password(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password (a generated one-time password unless --password-stdin)."""
+    from connecthub.db import users
+    from connecthub.db.engine import session_scope
+
+    password, generated = _new_password(password_stdin)
+    _prepare()
+    with session_scope() as session:
+        name = users.set_password(session, username, password, actor=_actor()).username
+    typer.echo(f"password of {name} reset; their open sessions are ended")
+    _say_password(name, password, generated)
+
+
+@tokens_app.command("create")
+@command
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="The user the token acts as.")],
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime, e.g. 30d, 12h, 2w (none: never).")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
+) -> None:
+    """Create an API token for USER and print it (the only time it is shown)."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    lifetime = tokens.parse_duration(expires) if expires is not None else None
+    _prepare()
+    with session_scope() as session:
+        row, token = tokens.create_token(session, user, actor=_actor(), name=name,
+                                         expires_in=lifetime)
+        token_id, until = row.id, row.expires_at
+    shown = f"{until:%Y-%m-%d %H:%M} UTC" if until else "never"
+    typer.echo(f"token #{token_id} for {user.strip().lower()}, expires {shown}; shown only now:",
+               err=True)
+    typer.echo(token)
+
+
+@tokens_app.command("list")
+@command
+def tokens_list() -> None:
+    """List the API tokens: user, state, expiry, last use (never the token)."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    def when(moment: Any) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    _prepare()
+    with session_scope() as session:
+        rows = [(t.id, username, t.prefix, tokens.token_state(t), t.expires_at, t.last_used_at,
+                 t.name) for t, username in tokens.list_tokens(session)]
+    typer.echo(f"{'ID':<6} {'USER':<20} {'TOKEN':<12} {'STATE':<8} {'EXPIRES (UTC)':<17} "
+               f"{'LAST USED (UTC)':<17} NAME")
+    for token_id, username, prefix, state, expires_at, last_used, name in rows:
+        typer.echo(f"{token_id:<6} {username:<20} {prefix + '...':<12} {state:<8} "
+                   f"{when(expires_at):<17} {when(last_used):<17} {name}".rstrip())
+
+
+@tokens_app.command("revoke")
+@command
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.", min=1)]) -> None:
+    """Revoke the API token TOKEN_ID: it stops working at once."""
+    from connecthub.db import tokens
+    from connecthub.db.engine import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        tokens.revoke_token(session, token_id, actor=_actor())
+    typer.echo(f"revoked token #{token_id}")
+
+
+@app.command("audit")
+@command
+def audit_trail(
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. job.update.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor, e.g. alice.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this target, e.g. a job id.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only entries at or after this time (ISO 8601, UTC).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show the audit trail, newest first: who changed what, when, from where; logins."""
+    from datetime import UTC, datetime
+
+    from connecthub.db import audit
+    from connecthub.db.engine import session_scope
+
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise CommandError(f"--since: '{since}' is not an ISO 8601 time") from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    if action is not None and action not in audit.ACTIONS:
+        raise CommandError(f"--action: unknown action '{action}'; one of "
+                           f"{', '.join(audit.ACTIONS)}")
+    _prepare()
+    with session_scope() as session:
+        rows = [(e.id, e.at, e.actor, e.address, e.action, e.target, e.details)
+                for e in audit.list_entries(session, action=action, actor=actor, target=target,
+                                            since=start, limit=limit)]
+    for entry_id, at, who, address, what, target_name, details in rows:
+        if as_json:
+            typer.echo(json.dumps({
+                "id": entry_id, "at": at.isoformat(), "actor": who, "address": address,
+                "action": what, "target": target_name, "details": details,
+            }, default=str))
+            continue
+        shown = json.dumps(details, default=str) if details else ""
+        typer.echo(f"#{entry_id:<6} {at:%Y-%m-%d %H:%M:%S} {who:<24} {address or '-':<15} "
+                   f"{what:<20} {target_name or '-'} {shown}".rstrip())
 
 
 @app.command("status")
@@ -497,6 +752,7 @@ def run(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
 ) -> None:
     """Start a run of JOB_ID now."""
+    from connecthub.app.job_changes import record_run
     from deployments.runs import run_now
 
     override = None
@@ -509,6 +765,7 @@ def run(
             raise CommandError("--params must be a JSON object")
     _prepare()
     log = run_now(job_id, override)
+    record_run(_actor(), job_id, log.id, params=override is not None)
     _print_outcome(log.id, wait, timeout)
 
 
@@ -523,10 +780,13 @@ def retry(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
 ) -> None:
     """Rerun the execution LOG_ID."""
+    from connecthub.app.job_changes import record_retry
     from deployments.runs import retry as start_retry
 
     _prepare()
-    log = start_retry(log_id, "current" if current else "snapshot")
+    use = "current" if current else "snapshot"
+    log = start_retry(log_id, use)
+    record_retry(_actor(), log_id, use, log.id)
     _print_outcome(log.id, wait, timeout)
 
 

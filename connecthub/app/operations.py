@@ -10,19 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from connecthub.db import crud
+from connecthub.app import job_changes
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.jobs.files import read_job_file
 
 
 def apply_job_file(
-    path: Path, *, sync: bool = True, warn: Callable[[str], None] = print
+    path: Path, actor: Actor, *, sync: bool = True, warn: Callable[[str], None] = print
 ) -> list[str]:
-    """Save every job in `path` (or none if one is invalid); the ids saved."""
+    """Save every job in `path` (or none if one is invalid), each with its audit entry; the
+    ids saved."""
     specs = read_job_file(path)
     with session_scope() as session:
         for spec in specs:
-            crud.save_job(session, spec)
+            job_changes.save_in(session, spec, actor)
     job_ids = [spec.id for spec in specs]
     if sync:
         sync_jobs(job_ids, warn)

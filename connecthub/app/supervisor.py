@@ -296,6 +296,7 @@ def run_embedded(options: EmbeddedOptions, say: Callable[[str], None] = print) -
 def _supervise(
     options: EmbeddedOptions, say: Callable[[str], None], log_dir: Path, start_prefect: bool
 ) -> None:
+    from connecthub.app.actors import cli_actor
     from connecthub.app.operations import apply_job_file
 
     supervisor = Supervisor(say=say)
@@ -306,7 +307,7 @@ def _supervise(
             _start_prefect_server(supervisor, options, log_dir)
         if options.with_example:
             example = Path(str(resources.files("examples") / "jobs.yaml"))
-            job_ids = apply_job_file(example, warn=say)
+            job_ids = apply_job_file(example, cli_actor(), warn=say)
             say(f"applied {len(job_ids)} job(s): {', '.join(job_ids)}")
         _start_connecthub(supervisor, options, log_dir)
         say(_banner(options, log_dir))

@@ -7,16 +7,20 @@ here are the reads the admin, the CLI and the dashboard share.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from connecthub.db.engine import get_engine
 from connecthub.db.models import AlertChannel, Job, JobLog, utcnow
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
 from connecthub.security.fernet import encrypt_json
+
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 class JobExistsError(ValueError):
@@ -36,6 +40,36 @@ def get_job(session: Session, job_id: str) -> Job:
 
 def list_jobs(session: Session) -> list[Job]:
     return list(session.scalars(select(Job).order_by(Job.id)))
+
+
+def prefix_match(column: Any, prefix: str) -> ColumnElement[bool]:
+    """`column` starts with `prefix`, case-insensitively and every character taken literally,
+    written so that the index on `lower(column)` (migration 0003) serves it."""
+    if get_engine().dialect.name == "sqlite":
+        # SQLite serves LIKE from an index only under a NOCASE collation, but GLOB (which is
+        # case-sensitive) from the index on lower(column). Its lower() folds ASCII letters only:
+        # fold the term the same way. GLOB has no escape character: [c] matches c literally.
+        lowered = prefix.translate(ASCII_LOWER)
+        pattern = "".join(f"[{char}]" if char in "*?[" else char for char in lowered) + "*"
+        return func.lower(column).op("GLOB", is_comparison=True)(pattern)
+    # PostgreSQL folds the pattern with the column's lower(), and plans it as a constant: a
+    # range scan of the text_pattern_ops index.
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(column).like(func.lower(escaped + "%"), escape="\\")
+
+
+def search_jobs(
+    session: Session, prefix: str, *, limit: int, offset: int = 0
+) -> tuple[list[Job], int]:
+    """A page of the jobs whose id or name starts with `prefix` (all: ""), by id; and the total."""
+    query = select(Job)
+    if prefix.strip():
+        query = query.where(
+            or_(prefix_match(Job.id, prefix.strip()), prefix_match(Job.name, prefix.strip()))
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    jobs = list(session.scalars(query.order_by(Job.id).limit(limit).offset(offset)))
+    return jobs, total
 
 
 def apply_spec(job: Job, spec: JobSpec, *, create_key: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""The Job and JobLog tables.
+"""ConnectHub's tables.
 
 Job is an integration job's configuration and its sync state with Prefect; `secret_cfg` holds
 only a Fernet token. JobLog is one row per attempt of a flow run, unique on
@@ -6,6 +6,9 @@ only a Fernet token. JobLog is one row per attempt of a flow run, unique on
 JobLog keeps `job_id` as a plain column, not a foreign key: the history of a deleted job stays.
 AlertChannel holds a channel's apprise URL only as a Fernet token; AlertDelivery is one alert to
 one channel, unique on (channel, event_key); LoopState is what each background loop last did.
+User is a person who logs in, with a role and an argon2 hash of the password; LoginFailure
+counts failed logins per throttle key, so every admin replica sees the same counts. ApiToken is
+a user's API token, stored only as its SHA-256. AuditEntry is one change or login, append-only.
 The Job columns carry no defaults: `JobSpec` is the one place that says what a field defaults
 to, and a column default would also replace a None the operator chose (SQLAlchemy fires it for
 an attribute left at None on INSERT).
@@ -21,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -207,3 +211,83 @@ class LoopState(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The alert evaluation's high-water mark: every JobLog id at or below it was final.
     cursor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """A person who logs in: a lower-case username, a role (`security.roles`), an argon2 hash."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A session started before this moment is no longer valid (password reset, disabled).
+    sessions_valid_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class LoginFailure(Base):
+    """Failed logins under one throttle key ("pair:<address> <username>" or "address:<address>")."""
+
+    __tablename__ = "login_failure"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    # Seconds since the epoch of the last failure (wall clock: replicas compare it).
+    last_failure: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """An API token of a user: only the SHA-256 of the token is stored (`db.tokens`)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, so an operator can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_api_token_user_id", "user_id"),)
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.prefix}…"
+
+
+class AuditEntry(Base):
+    """One change or login: who (a user, a token's user, the CLI), when, from where, what.
+
+    Append-only: nothing in ConnectHub updates or deletes a row, and the database refuses it
+    (triggers of migration 0009).
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(300))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+    __table_args__ = (
+        Index("ix_audit_entry_at", "at"),
+        Index("ix_audit_entry_action_id", "action", "id"),
+        Index("ix_audit_entry_target_id", "target", "id"),
+        Index("ix_audit_entry_actor_id", "actor", "id"),
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} {self.target or ''}".rstrip()

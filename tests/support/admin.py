@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus, Trigger
@@ -124,3 +125,32 @@ def admin_routes() -> list[Route]:
     app = create_app()
     mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/admin")
     return [route for route in mount.routes if isinstance(route, Route)]
+
+
+# --- users with roles ------------------------------------------------------------------------
+
+ROLE_PASSWORD = "role-user-password"
+# Who the audit trail names for the changes tests make directly.
+TEST_ACTOR = Actor("test", "local")
+
+
+def add_user(username: str, role: str, password: str = ROLE_PASSWORD) -> int:
+    """A user of `role` in the session's database; its id."""
+    from connecthub.db import users
+    from connecthub.security.roles import Role
+
+    with session_scope() as session:
+        return users.create_user(session, username, Role(role), password, actor=TEST_ACTOR).id
+
+
+def logged_in_as(app: Any, username: str, password: str = ROLE_PASSWORD) -> TestClient:
+    """A client of `app` logged in as `username` (the caller closes it)."""
+    client = TestClient(app, follow_redirects=False)
+    response = login(client, username, password)
+    assert response.status_code == 302, (username, response.status_code)
+    return client
+
+
+def admin_identities(app: Any) -> list[str]:
+    """The identities of every view the admin of `app` serves (`create_app` keeps the Admin)."""
+    return [view.identity for view in app.state.admin.views if hasattr(view, "identity")]

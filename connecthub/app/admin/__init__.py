@@ -1,5 +1,6 @@
 """The operator UI: SQLAdmin at /admin, behind a login: the health dashboard as its home, the
-Job and JobLog pages, and the alert channels and deliveries.
+Job and JobLog pages, the alert channels and deliveries, the users, their API tokens and the
+audit trail; what each role may see and do is `permissions`.
 
 `mount_admin(app)` mounts it on a FastAPI app and returns the `Admin`. Its database sessions
 bind to ConnectHub's engine when they first run a query, so building the app touches neither
@@ -20,8 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connecthub.app.admin.alert_views import AlertChannelView, AlertDeliveryView
+from connecthub.app.admin.audit_views import AuditView
 from connecthub.app.admin.auth import AdminAuth, csrf_token
 from connecthub.app.admin.dashboard import ConnectHubAdmin
+from connecthub.app.admin.permissions import RoleAuthorization
+from connecthub.app.admin.token_views import TokenView
+from connecthub.app.admin.user_views import UserView
 from connecthub.app.admin.views import JobLogView, JobView
 from connecthub.db.engine import get_engine
 
@@ -46,6 +51,7 @@ def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
         title="ConnectHub",
         templates_dir=str(TEMPLATES_DIR),
         authentication_backend=auth,
+        authorization_backend=RoleAuthorization(),
     )
     admin.templates.env.globals["csrf_token"] = csrf_token
 
@@ -68,4 +74,7 @@ def mount_admin(app: FastAPI, auth: AdminAuth | None = None) -> Admin:
     admin.add_view(JobLogView)
     admin.add_view(AlertChannelView)
     admin.add_view(AlertDeliveryView)
+    admin.add_view(UserView)
+    admin.add_view(TokenView)
+    admin.add_view(AuditView)
     return admin

@@ -18,7 +18,11 @@ from wtforms.fields import BooleanField, PasswordField, StringField
 from wtforms.validators import InputRequired
 
 from connecthub.alerts import ChannelError, add_channel, delete_channel
+from connecthub.app.actors import request_actor
 from connecthub.app.admin.formatting import TYPE_FORMATTERS, format_time
+from connecthub.app.admin.views import AddressIds
+from connecthub.db import audit
+from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.models import AlertChannel, AlertDelivery
 
@@ -44,17 +48,20 @@ class AdminChannelError(ValueError):
     """Shown on the form by SQLAdmin."""
 
 
-def _save(name: str, url: str, default: bool) -> AlertChannel:
+def _save(name: str, url: str, default: bool, actor: Actor) -> AlertChannel:
     with session_scope() as session:
-        return add_channel(session, name, url, default=default)
+        channel = add_channel(session, name, url, default=default)
+        audit.record(session, actor, "alert_channel.add", channel.name, {"default": default})
+        return channel
 
 
-def _delete(name: str) -> None:
+def _delete(name: str, actor: Actor) -> None:
     with session_scope() as session:
         delete_channel(session, name)
+        audit.record(session, actor, "alert_channel.delete", name)
 
 
-class AlertChannelView(ModelView, model=AlertChannel):
+class AlertChannelView(AddressIds, ModelView, model=AlertChannel):
     name = "Alert channel"
     name_plural = "Alert channels"
     icon = "fa-solid fa-bell"
@@ -78,19 +85,20 @@ class AlertChannelView(ModelView, model=AlertChannel):
     async def insert_model(self, request: Request, data: dict[str, Any]) -> AlertChannel:
         try:
             return await run_in_threadpool(
-                _save, data["name"], data["url"], bool(data.get("is_default"))
+                _save, data["name"], data["url"], bool(data.get("is_default")),
+                request_actor(request),
             )
         except ChannelError as error:
             raise AdminChannelError(str(error)) from None
 
     async def delete_model(self, request: Request, pk: Any) -> None:
         try:
-            await run_in_threadpool(_delete, str(pk))
+            await run_in_threadpool(_delete, str(pk), request_actor(request))
         except ChannelError as error:
             raise AdminChannelError(str(error)) from None
 
 
-class AlertDeliveryView(ModelView, model=AlertDelivery):
+class AlertDeliveryView(AddressIds, ModelView, model=AlertDelivery):
     name = "Alert delivery"
     name_plural = "Alert deliveries"
     icon = "fa-solid fa-paper-plane"

@@ -1,13 +1,14 @@
 """Who may use the admin: the login, its throttle, the session cookie and the admin's secrets.
 
-- `AdminAuth` is SQLAdmin's authentication backend: one operator account, ADMIN_USERNAME with
-  ADMIN_PASSWORD. With no password configured, one is generated on first start into
-  `DATA_DIR/admin-password` (mode 0600) and its location is logged; there is no built-in default.
-- `LoginThrottle` slows down password guessing: after `max_failures` (5) failed logins for one
-  username from one client address, that pair waits `base_delay_seconds` (30 s), doubling with each
-  further failure up to `max_delay_seconds` (15 min); so does the address itself after
-  `max_failures_per_address` (20) failures over any usernames. A successful login clears both.
-  It is kept in the memory of each admin process (replicas each count on their own).
+- `AdminAuth` is SQLAdmin's authentication backend: a login checks the users table
+  (`db.users`), and the session holds the user's id and when it began; every request reads the
+  user again, so a changed role applies at once and a disabled user or a reset password ends
+  the session. The first admin is ADMIN_USERNAME with ADMIN_PASSWORD, created at start when
+  the table holds no enabled admin; with no password configured, one is generated on first
+  start into `DATA_DIR/admin-password` (mode 0600) and its location is logged; there is no
+  built-in default. Every login, and every failed one, is an entry of the audit trail.
+- `LoginThrottle` (`db.login_throttle`) slows down password guessing; it is kept in the database,
+  so all admin replicas share it.
 - `SessionCookieMiddleware` keeps the session in a signed cookie that is HttpOnly, SameSite=Lax,
   and Secure whenever the request arrived over https (directly, or through a proxy that uvicorn
   trusts for X-Forwarded-Proto). Its key is SESSION_SECRET, or one generated once into
@@ -27,14 +28,15 @@ import math
 import secrets
 import stat
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqladmin.authentication import AuthenticationBackend
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -43,14 +45,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connecthub.app.actors import client_address
 from connecthub.core.config import Settings, get_settings
 from connecthub.core.files import write_private_file
+from connecthub.db import audit, users
+from connecthub.db.audit import Actor
+from connecthub.db.engine import session_scope
+from connecthub.db.login_throttle import LoginThrottle
+from connecthub.db.users import CurrentUser
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PASSWORD_FILE = "admin-password"
 SESSION_SECRET_FILE = "session-secret"
 MIN_PASSWORD_LENGTH = 8
+# Who the audit trail names for the first admin, created at start.
+SYSTEM = Actor("system", "local")
+# Where the session keeps who logged in, and when (epoch seconds).
+SESSION_USER_ID = "user_id"
+SESSION_STARTED = "started"
 MIN_SESSION_SECRET_LENGTH = 32
 SESSION_COOKIE = "connecthub_admin"
 SESSION_MAX_AGE_SECONDS = 12 * 3600
@@ -157,91 +170,43 @@ class SessionCookieMiddleware:
         await self._sessions[secure](scope, receive, send)
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    last: float = 0.0
-
-
-class LoginThrottle:
-    """Failed logins per (client address, username) and per client address; how long to wait.
-
-    The per-address count, with its higher limit, stops one address from guessing on through
-    many usernames, or from pushing the entry of the one it is after out of the table.
-    """
-
-    def __init__(
-        self,
-        max_failures: int = 5,
-        max_failures_per_address: int = 20,
-        base_delay_seconds: float = 30.0,
-        max_delay_seconds: float = 900.0,
-        forget_after_seconds: float = 3600.0,
-        max_tracked: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.max_failures_per_address = max_failures_per_address
-        self.base_delay_seconds = base_delay_seconds
-        self.max_delay_seconds = max_delay_seconds
-        self.forget_after_seconds = forget_after_seconds
-        self.max_tracked = max_tracked
-        self._clock = clock
-        self._by_pair: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
-        self._by_address: OrderedDict[str, _Failures] = OrderedDict()
-
-    def _current(self, table: OrderedDict[Any, _Failures], key: Any) -> _Failures | None:
-        entry = table.get(key)
-        if entry is not None and self._clock() - entry.last > self.forget_after_seconds:
-            del table[key]
-            return None
-        return entry
-
-    def _wait(self, entry: _Failures | None, limit: int) -> float:
-        if entry is None or entry.count < limit:
-            return 0.0
-        exponent = min(entry.count - limit, 30)
-        delay = min(self.base_delay_seconds * 2**exponent, self.max_delay_seconds)
-        return max(0.0, entry.last + delay - self._clock())
-
-    def retry_after(self, key: tuple[str, str]) -> float:
-        """Seconds `key` must still wait before its next attempt (0: it may try now)."""
-        return max(
-            self._wait(self._current(self._by_pair, key), self.max_failures),
-            self._wait(self._current(self._by_address, key[0]), self.max_failures_per_address),
-        )
-
-    def failed(self, key: tuple[str, str]) -> None:
-        tables: tuple[tuple[OrderedDict[Any, _Failures], Any], ...] = (
-            (self._by_pair, key), (self._by_address, key[0])
-        )
-        for table, table_key in tables:
-            entry = self._current(table, table_key) or _Failures()
-            entry.count += 1
-            entry.last = self._clock()
-            table[table_key] = entry
-            table.move_to_end(table_key)
-            while len(table) > self.max_tracked:
-                table.popitem(last=False)
-
-    def succeeded(self, key: tuple[str, str]) -> None:
-        self._by_pair.pop(key, None)
-        self._by_address.pop(key[0], None)
-
-
 def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 LoginPage = Callable[[Request, str, int], Awaitable[Response]]
 
 
+def current_user(request: Request) -> CurrentUser | None:
+    user = getattr(request.state, "user", None)
+    return user if isinstance(user, CurrentUser) else None
+
+
+def _login(username: str, password: str, address: str) -> CurrentUser | None:
+    with session_scope() as session:
+        user = users.authenticate(session, username, password)
+        found = None if user is None else CurrentUser.of(user)
+        audit.record(session, Actor(found.username if found else username[:100], address),
+                     "login.success" if found else "login.failure")
+        return found
+
+
+def _throttled(username: str, address: str, wait: float) -> None:
+    with session_scope() as session:
+        audit.record(session, Actor(username[:100], address), "login.failure",
+                     details={"throttled_seconds": math.ceil(wait)})
+
+
+def _session_user(user_id: object, started: object) -> CurrentUser | None:
+    if not isinstance(started, int | float):
+        return None
+    with session_scope() as session:
+        user = users.session_user(session, user_id, datetime.fromtimestamp(started, UTC))
+        return None if user is None else CurrentUser.of(user)
+
+
 class AdminAuth(AuthenticationBackend):
-    """SQLAdmin's login for the one operator account, with a throttle on failed attempts."""
+    """SQLAdmin's login against the users table, with a throttle on failed attempts."""
 
     def __init__(
         self,
@@ -264,16 +229,25 @@ class AdminAuth(AuthenticationBackend):
         return self._credentials
 
     def prepare(self) -> str:
-        """Check (creating if needed) the login and the session secret, at start.
+        """Check (creating if needed) the session secret and the first admin, at start.
 
         Returns where the operator finds the login, for the startup log (never the password).
         """
         load_session_secret(self._settings())
         credentials = self.credentials
+        try:
+            with session_scope() as session:
+                created = users.ensure_admin(
+                    session, credentials.username, credentials.password, actor=SYSTEM
+                )
+        except IntegrityError:
+            created = None  # another replica created the first admin at the same moment
+        if created is None:
+            return "admin login: the users in the database (`connecthub users list`)"
         if credentials.password_file is None:
-            return f"admin login: user '{credentials.username}', password from ADMIN_PASSWORD"
+            return f"admin login: user '{created.username}', password from ADMIN_PASSWORD"
         return (
-            f"admin login: user '{credentials.username}', password in "
+            f"admin login: user '{created.username}', password in "
             f"{credentials.password_file} (set ADMIN_PASSWORD to choose one)"
         )
 
@@ -282,22 +256,21 @@ class AdminAuth(AuthenticationBackend):
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
         key = (client_address(request), username.lower()[:200])
-        wait = self.throttle.retry_after(key)
+        wait = await run_in_threadpool(self.throttle.retry_after, key)
         if wait:
+            await run_in_threadpool(_throttled, username, key[0], wait)
             return await self._refuse(request, wait)
-        credentials = self.credentials
-        # Both comparisons always run, so the timing does not tell which one failed.
-        valid_user = _equal(username, credentials.username)
-        valid_password = _equal(password, credentials.password)
-        if valid_user and valid_password:
-            self.throttle.succeeded(key)
+        user = await run_in_threadpool(_login, username, password, key[0])
+        if user is not None:
+            await run_in_threadpool(self.throttle.succeeded, key)
             request.session.clear()
-            request.session["user"] = credentials.username
-            logger.info("admin login from %s", key[0])
+            request.session[SESSION_USER_ID] = user.id
+            request.session[SESSION_STARTED] = time.time()
+            logger.info("admin login of %s from %s", user.username, key[0])
             return True
-        self.throttle.failed(key)
+        await run_in_threadpool(self.throttle.failed, key)
         logger.warning("failed admin login from %s", key[0])
-        wait = self.throttle.retry_after(key)
+        wait = await run_in_threadpool(self.throttle.retry_after, key)
         if wait:
             return await self._refuse(request, wait)
         return False
@@ -316,12 +289,23 @@ class AdminAuth(AuthenticationBackend):
         return False  # SQLAdmin then redirects to the login page
 
     async def authenticate(self, request: Request) -> Response | bool:
-        user = request.session.get("user")
-        if not (isinstance(user, str) and _equal(user, self.credentials.username)):
+        user_id = request.session.get(SESSION_USER_ID)
+        if user_id is None:
             return False
+        user = await run_in_threadpool(
+            _session_user, user_id, request.session.get(SESSION_STARTED)
+        )
+        if user is None:
+            request.session.clear()
+            return False
+        request.state.user = user
         # SameSite=Lax still sends the cookie with a form posted from a sibling subdomain:
         # a state change must come from the admin's own pages.
         return request.method in ("GET", "HEAD", "OPTIONS") or same_origin(request)
+
+    async def get_user_id(self, request: Request) -> str | None:
+        user = current_user(request)
+        return user.username if user is not None else None
 
 
 def same_origin(request: Request) -> bool:

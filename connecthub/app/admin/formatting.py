@@ -12,6 +12,7 @@ from sqladmin.formatters import BASE_FORMATTERS
 from starlette.requests import Request
 
 from connecthub.app.admin.auth import CSRF_FORM_FIELD, csrf_token
+from connecthub.app.admin.permissions import ENABLE, RUN, may
 from connecthub.core.config import get_settings
 from connecthub.db.models import Job
 from connecthub.jobs.spec import next_fire_time
@@ -83,7 +84,8 @@ TYPE_FORMATTERS = {**BASE_FORMATTERS, datetime: format_time}
 
 
 def job_list_actions(job: Job, _name: str, request: Request) -> Markup:
-    """Run now and Enable/Disable of one job in the list: POST forms with the CSRF token."""
+    """Run now and Enable/Disable of one job in the list: POST forms with the CSRF token
+    (none for a role that may not use them)."""
     token = csrf_token(request)
 
     def button(route: str, title: str, icon: str, css: str) -> Markup:
@@ -103,7 +105,10 @@ def job_list_actions(job: Job, _name: str, request: Request) -> Markup:
         if job.enabled
         else button("enable_job", "Enable", "fa-power-off", "btn-outline-success")
     )
-    return button("run_job_now", "Run now", "fa-play", "btn-primary") + toggle
+    run = button("run_job_now", "Run now", "fa-play", "btn-primary")
+    return (run if may(request, "job", RUN) else Markup("")) + (
+        toggle if may(request, "job", ENABLE) else Markup("")
+    )
 
 
 def next_run(job: Job, *_: Any) -> str:

@@ -5,53 +5,23 @@ count."""
 from __future__ import annotations
 
 import builtins
-import string
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, select
 from starlette.requests import Request
 
 from connecthub.app.admin.formatting import STATUS_BADGES
 from connecthub.db import crud
-from connecthub.db.engine import get_engine, session_scope
-from connecthub.db.models import Job, JobLog, utcnow
-from connecthub.jobs.spec import JobSpec
+from connecthub.db.engine import session_scope
+from connecthub.db.models import Job, JobLog
 from connecthub.jobs.vocabulary import RunStatus
 from connecthub.security.fernet import decrypt_json
 
 JOB_FILTER_MAX_LISTED = 200
-ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def prefix_match(column: Any, prefix: str) -> ColumnElement[bool]:
-    """`column` starts with `prefix`, case-insensitively and every character taken literally,
-    written so that the index on `lower(column)` (migration 0003) serves it."""
-    if get_engine().dialect.name == "sqlite":
-        # SQLite serves LIKE from an index only under a NOCASE collation, but GLOB (which is
-        # case-sensitive) from the index on lower(column). Its lower() folds ASCII letters only:
-        # fold the term the same way. GLOB has no escape character: [c] matches c literally.
-        lowered = prefix.translate(ASCII_LOWER)
-        pattern = "".join(f"[{char}]" if char in "*?[" else char for char in lowered) + "*"
-        return func.lower(column).op("GLOB", is_comparison=True)(pattern)
-    # PostgreSQL folds the pattern with the column's lower(), and plans it as a constant: a
-    # range scan of the text_pattern_ops index.
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return func.lower(column).like(func.lower(escaped + "%"), escape="\\")
 
 
 # --- database work (run in a thread) ----------------------------------------------------
-
-
-def insert_job(spec: JobSpec) -> Job:
-    with session_scope() as session:
-        return crud.save_job(session, spec, must_be_new=True)
-
-
-def update_job(spec: JobSpec) -> Job:
-    with session_scope() as session:
-        crud.get_job(session, spec.id)
-        return crud.save_job(session, spec)
 
 
 def find_job(job_id: str) -> Job | None:
@@ -68,22 +38,6 @@ def stored_secrets(job_id: str | None) -> dict[str, Any]:
         job = session.get(Job, job_id) if job_id else None
         token = job.secret_cfg if job is not None else None
     return decrypt_json(token, job_id=job_id) if token else {}
-
-
-def set_enabled(job_id: str, enabled: bool) -> None:
-    with session_scope() as session:
-        job = crud.get_job(session, job_id)
-        if job.enabled != enabled:
-            job.enabled = enabled
-            job.updated_at = utcnow()
-
-
-def delete_job(job_id: str) -> str | None:
-    """Delete the row; returns the deployment id it had."""
-    with session_scope() as session:
-        deployment_id = crud.get_job(session, job_id).deployment_id
-        crud.delete_job(session, job_id)
-    return deployment_id
 
 
 def last_statuses(job_ids: builtins.list[str]) -> dict[str, str]:

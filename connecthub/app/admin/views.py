@@ -13,15 +13,15 @@ at `JOBLOG_COUNT_CAP` (10,000) rows so that a list page stays fast at millions o
 details page (`joblog_details.html`) offers Retry and Retry with current config, as POST forms
 with the CSRF token, and links the run in the Prefect UI.
 
-Database errors are shown as a short message of ours, never with SQL or parameters (which can
-include a Fernet token).
+Saves, deletes, Enable and Disable go through `app.job_changes`, the code path the REST API
+shares: database errors are shown as a short message of its own, never with SQL or parameters
+(which can include a Fernet token).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from markupsafe import Markup
@@ -29,7 +29,6 @@ from sqladmin import ModelView, expose
 from sqladmin.flash import Flash, FlashLevel
 from sqladmin.pagination import Pagination
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import defer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -37,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
+from connecthub.app import job_changes
+from connecthub.app.actors import request_actor
 from connecthub.app.admin import formatting, queries
 from connecthub.app.admin.auth import require_csrf
 from connecthub.app.admin.formatting import (
@@ -50,11 +51,12 @@ from connecthub.app.admin.formatting import (
     status_badge,
 )
 from connecthub.app.admin.forms import JobEditForm, JobForm, RunParamsForm, build_spec
+from connecthub.app.admin.permissions import ENABLE, RETRY, RUN, require
 from connecthub.db import crud
 from connecthub.db.models import Job, JobLog
 from connecthub.jobs.spec import JOB_FIELDS, JobSpec
 from connecthub.jobs.vocabulary import RunStatus
-from deployments import runs, sync
+from deployments import runs
 from deployments.client import EngineError
 
 logger = logging.getLogger(__name__)
@@ -82,15 +84,7 @@ def _redirect(url: Any) -> RedirectResponse:
     return RedirectResponse(str(url), status_code=303)
 
 
-def _log_db_error(action: str, job_id: str, error: SQLAlchemyError) -> None:
-    # The statement and its parameters may hold a Fernet token: log only what kind of error.
-    reason = type(getattr(error, "orig", None) or error).__name__
-    logger.error("database error while %s job %s: %s", action, job_id, reason)
-
-
-
-
-class _AddressIds:
+class AddressIds:
     """An id in the address that cannot exist (not a number, out of range, a NUL) is a 404;
     and no column is ever served as a file (SQLAdmin would serve the file a value names)."""
 
@@ -108,7 +102,7 @@ class _AddressIds:
 
 
 
-class JobView(_AddressIds, ModelView, model=Job):
+class JobView(AddressIds, ModelView, model=Job):
     name = "Job"
     name_plural = "Jobs"
     icon = "fa-solid fa-gears"
@@ -173,7 +167,7 @@ class JobView(_AddressIds, ModelView, model=Job):
         if not prefix:
             return stmt
         return stmt.where(
-            or_(queries.prefix_match(Job.id, prefix), queries.prefix_match(Job.name, prefix))
+            or_(crud.prefix_match(Job.id, prefix), crud.prefix_match(Job.name, prefix))
         )
 
     async def scaffold_form(self, rules: builtins.list[str] | None = None) -> type[Form]:
@@ -200,41 +194,27 @@ class JobView(_AddressIds, ModelView, model=Job):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Job:
         spec = build_spec(data)  # the form validated it; this cannot fail differently now
-        job = await self._save(spec, queries.insert_job)
+        job = await self._save(request, spec, new=True)
         await self._sync(request, job.id, saved="created")
         return job
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Job:
         if data.get("id") != pk:
-            raise AdminError("The id of a job cannot be changed: create a new job instead.")
-        job = await self._save(build_spec(data), queries.update_job)
+            raise AdminError(job_changes.ID_CHANGE)
+        job = await self._save(request, build_spec(data), new=False)
         await self._sync(request, job.id, saved="saved")
         return job
 
-    async def _save(self, spec: JobSpec, save: Callable[[JobSpec], Job]) -> Job:
+    async def _save(self, request: Request, spec: JobSpec, *, new: bool) -> Job:
         try:
-            return await run_in_threadpool(save, spec)
-        except crud.JobExistsError:
-            raise AdminError(
-                f"A job with id '{spec.id}' already exists: choose another id, or edit that job."
-            ) from None
-        except crud.JobNotFoundError:
-            raise AdminError(f"Job '{spec.id}' no longer exists: it was deleted.") from None
-        except IntegrityError as error:
-            _log_db_error("saving", spec.id, error)
-            raise AdminError(
-                "The database refused this job because it conflicts with existing data "
-                "(was it created meanwhile?). Nothing was saved."
-            ) from None
-        except SQLAlchemyError as error:
-            _log_db_error("saving", spec.id, error)
-            raise AdminError(
-                "The database could not save this job; nothing was saved. "
-                "Try again, and check the admin's log if it persists."
-            ) from None
+            return await run_in_threadpool(
+                lambda: job_changes.save(spec, request_actor(request), new=new)
+            )
+        except job_changes.JobChangeError as error:
+            raise AdminError(str(error)) from None
 
     async def _sync(self, request: Request, job_id: str, saved: str) -> None:
-        outcome = await run_in_threadpool(sync.sync_job, job_id)
+        outcome = await run_in_threadpool(job_changes.sync, job_id)
         if outcome.error:
             notify(
                 request,
@@ -248,13 +228,14 @@ class JobView(_AddressIds, ModelView, model=Job):
     async def delete_model(self, request: Request, pk: Any) -> None:
         job_id = str(pk)
         try:
-            deployment_id = await run_in_threadpool(queries.delete_job, job_id)
-        except crud.JobNotFoundError:
-            raise AdminError(f"Job '{job_id}' was already deleted.") from None
-        except SQLAlchemyError as error:
-            _log_db_error("deleting", job_id, error)
-            raise AdminError(f"The database could not delete job '{job_id}'.") from None
-        error_message = await run_in_threadpool(sync.remove_job, job_id, deployment_id)
+            deployment_id = await run_in_threadpool(
+                job_changes.delete, job_id, request_actor(request)
+            )
+        except job_changes.JobChangeError as error:
+            raise AdminError(str(error)) from None
+        error_message = await run_in_threadpool(
+            job_changes.remove_deployment, job_id, deployment_id
+        )
         if error_message:
             notify(
                 request,
@@ -274,6 +255,7 @@ class JobView(_AddressIds, ModelView, model=Job):
 
     @expose("/run/{pk}", methods=["POST"])
     async def run_job_now(self, request: Request) -> Response:
+        require(self, request, RUN)
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
@@ -281,11 +263,15 @@ class JobView(_AddressIds, ModelView, model=Job):
         except EngineError as error:
             notify(request, FlashLevel.error, f"Job '{job_id}' did not start: {error}")
             return self._back(request, form.get("back_to"), job_id)
+        await run_in_threadpool(
+            job_changes.record_run, request_actor(request), job_id, log.id, params=False
+        )
         notify(request, FlashLevel.success, f"Job '{job_id}' started as JobLog #{log.id}.")
         return _redirect(request.url_for("admin:details", identity="job-log", pk=log.id))
 
     @expose("/run-with-params/{pk}", methods=["GET", "POST"])
     async def run_with_params(self, request: Request) -> Response:
+        require(self, request, RUN)
         job_id = request.path_params["pk"]
         job = await run_in_threadpool(queries.find_job, job_id)
         if job is None:
@@ -301,6 +287,10 @@ class JobView(_AddressIds, ModelView, model=Job):
                 except EngineError as engine_error:
                     error = f"Job '{job_id}' did not start: {engine_error}"
                 else:
+                    await run_in_threadpool(
+                        job_changes.record_run, request_actor(request), job_id, log.id,
+                        params=True,
+                    )
                     notify(
                         request, FlashLevel.success,
                         f"Job '{job_id}' started with these params as JobLog #{log.id}.",
@@ -323,23 +313,23 @@ class JobView(_AddressIds, ModelView, model=Job):
         return await self._set_enabled(request, enabled=False)
 
     async def _set_enabled(self, request: Request, enabled: bool) -> Response:
+        require(self, request, ENABLE)
         form = await require_csrf(request)
         job_id = request.path_params["pk"]
         try:
-            await run_in_threadpool(queries.set_enabled, job_id, enabled)
-        except crud.JobNotFoundError:
-            notify(request, FlashLevel.error, f"Job '{job_id}' no longer exists.")
-            return _redirect(request.url_for("admin:list", identity=self.identity))
-        except SQLAlchemyError as error:
-            _log_db_error("enabling" if enabled else "disabling", job_id, error)
-            message = f"The database could not update job '{job_id}'; try again."
-            notify(request, FlashLevel.error, message)
+            await run_in_threadpool(
+                job_changes.set_enabled, job_id, enabled, request_actor(request)
+            )
+        except job_changes.JobChangeError as error:
+            notify(request, FlashLevel.error, str(error))
+            if error.status == 404:
+                return _redirect(request.url_for("admin:list", identity=self.identity))
             return self._back(request, form.get("back_to"), job_id)
         await self._sync(request, job_id, saved="enabled" if enabled else "disabled")
         return self._back(request, form.get("back_to"), job_id)
 
 
-class JobLogView(_AddressIds, ModelView, model=JobLog):
+class JobLogView(AddressIds, ModelView, model=JobLog):
     name = "Job log"
     name_plural = "Job logs"
     icon = "fa-solid fa-list-check"
@@ -421,6 +411,7 @@ class JobLogView(_AddressIds, ModelView, model=JobLog):
 
     @expose("/retry/{pk}", methods=["POST"])
     async def retry_execution(self, request: Request) -> Response:
+        require(self, request, RETRY)
         form = await require_csrf(request)
         try:
             log_id = int(request.path_params["pk"])
@@ -434,6 +425,9 @@ class JobLogView(_AddressIds, ModelView, model=JobLog):
         except EngineError as error:
             notify(request, FlashLevel.error, f"JobLog #{log_id} was not retried: {error}")
             return _redirect(request.url_for("admin:details", identity=self.identity, pk=log_id))
+        await run_in_threadpool(
+            job_changes.record_retry, request_actor(request), log_id, use, new_log.id
+        )
         what = "its own params" if use == "snapshot" else "the job's current config"
         notify(
             request,
