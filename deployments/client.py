@@ -1,7 +1,8 @@
 """The Prefect API client ConnectHub uses, and the names it shares with Prefect.
 
 Every call to the Prefect API goes through `prefect_client()`, which connects to
-PREFECT_API_URL from ConnectHub's settings and turns "Prefect cannot be reached" into
+PREFECT_API_URL from ConnectHub's settings (with its auth string, when the server requires one)
+and turns "Prefect cannot be reached" into
 `PrefectUnavailableError`, so callers can record the failure and let the sync loop catch up.
 """
 
@@ -39,7 +40,8 @@ def _unavailable(api_url: str, error: Exception) -> PrefectUnavailableError:
 @contextmanager
 def prefect_client() -> Iterator[SyncPrefectClient]:
     """A sync Prefect client for PREFECT_API_URL; `PrefectUnavailableError` when it is down."""
-    api_url = get_settings().prefect_api_url
+    settings = get_settings()
+    api_url = settings.prefect_api_url
     if not api_url:
         raise PrefectUnavailableError(
             "PREFECT_API_URL is not set: start ConnectHub with `connecthub up`, or point it at "
@@ -48,6 +50,7 @@ def prefect_client() -> Iterator[SyncPrefectClient]:
     client = SyncPrefectClient(
         api_url,
         api_key=PREFECT_API_KEY.value(),
+        auth_string=settings.prefect_auth_string,
         httpx_settings={"timeout": REQUEST_TIMEOUT_SECONDS},
     )
     try:

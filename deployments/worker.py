@@ -58,6 +58,8 @@ def worker_environment() -> dict[str, str]:
         env["LOG_DIR"] = str(settings.log_dir.resolve())
     if settings.prefect_api_url:
         env["PREFECT_API_URL"] = settings.prefect_api_url
+    if settings.prefect_auth_string:  # the worker's and every flow run's Prefect client
+        env["PREFECT_API_AUTH_STRING"] = settings.prefect_auth_string
     return env
 
 

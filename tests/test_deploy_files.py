@@ -120,6 +120,17 @@ def test_compose_prefect_server_has_connecthubs_server_settings():
     assert {name: environment.get(name) for name in SERVER_SETTINGS} == SERVER_SETTINGS
 
 
+def test_compose_prefect_api_requires_the_auth_string_everywhere():
+    """The server requires it and every ConnectHub service sends the same one; compose refuses
+    to start without it (`:?`) rather than publish an open Prefect API."""
+    required = "${PREFECT_API_AUTH_STRING:?"
+    server = COMPOSE["services"]["prefect-server"]["environment"]
+    assert server["PREFECT_SERVER_API_AUTH_STRING"].startswith(required)
+    assert COMPOSE["x-connecthub"]["environment"]["PREFECT_API_AUTH_STRING"].startswith(required)
+    for name in ("admin", "worker", "sync"):
+        assert COMPOSE["services"][name]["environment"] is COMPOSE["x-connecthub"]["environment"]
+
+
 def test_volumes_and_ports_line_up():
     declared = set(COMPOSE["volumes"])
     for name, service in COMPOSE["services"].items():

@@ -1,4 +1,6 @@
-"""`connecthub up` as a user runs it: everything starts, runs the example, and stops cleanly."""
+"""`connecthub up` as a user runs it: everything starts, runs the example, and stops cleanly;
+its Prefect server answers no API call without the auth string `up` generated into DATA_DIR,
+which ConnectHub's own processes and CLI use."""
 
 from __future__ import annotations
 
@@ -64,16 +66,33 @@ def test_up_runs_the_example_and_stops_every_child(tmp_path: Path):
         assert httpx.get(f"http://127.0.0.1:{prefect_port}/").status_code == 200  # the UI
         assert (data_dir / "admin-password").stat().st_mode & 0o777 == 0o600
 
+        # The Prefect API refuses a caller without the auth string `up` generated ...
+        auth_file = data_dir / "prefect-auth-string"
+        assert auth_file.stat().st_mode & 0o777 == 0o600
+        assert f"password in {auth_file}" in banner
+        api = f"http://127.0.0.1:{prefect_port}/api"
+        assert httpx.post(f"{api}/flow_runs/filter", json={}).status_code == 401
+        wrong = httpx.post(f"{api}/flow_runs/filter", json={}, auth=("", "guess"))
+        assert wrong.status_code == 401
+        # ... while ConnectHub, which reads it from DATA_DIR, syncs (the example), runs, retries.
+        cli = [sys.executable, "-m", "connecthub.app.cli"]
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")}
+        env.update(DATA_DIR=str(data_dir), DB_URL="", PREFECT_API_URL=api,
+                   FERNET_KEY_PATH=str(data_dir / "fernet.key"))
         run = subprocess.run(
-            [sys.executable, "-m", "connecthub.app.cli", "run", "example.hello", "--wait",
-             "--timeout", "120"],
-            env={**os.environ, "DATA_DIR": str(data_dir), "DB_URL": "",
-                 "FERNET_KEY_PATH": str(data_dir / "fernet.key"),
-                 "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"},
-            capture_output=True, text=True, timeout=180,
+            [*cli, "run", "example.hello", "--wait", "--timeout", "120"],
+            env=env, capture_output=True, text=True, timeout=180,
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "SUCCESS" in run.stdout
+        log_id = run.stdout.split("JobLog #", 1)[1].split()[0]
+        again = subprocess.run(
+            [*cli, "retry", log_id, "--wait", "--timeout", "120"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "SUCCESS" in again.stdout
         assert len(processes_with_env(str(data_dir))) >= 4
     finally:
         process.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from connecthub.app.admin.auth import read_or_create_secret
 from connecthub.app.process_guard import (
     DataDirInUseError,
     DataDirLock,
@@ -224,11 +226,16 @@ def _banner(options: EmbeddedOptions, log_dir: Path) -> str:
         f"password in {credentials.password_file}" if credentials.password_file
         else "password from ADMIN_PASSWORD"
     )
+    prefect_login = (
+        f"  (password in {settings.prefect_auth_string_path})"
+        if settings.prefect_api_auth_string is None and settings.prefect_auth_string_path.exists()
+        else ""
+    )
     return (
         "\nConnectHub is up.\n"
         f"  Admin:      http://{options.host}:{options.port}/admin  "
         f"(user {credentials.username}, {password})\n"
-        f"  Prefect UI: {settings.ui_url}\n"
+        f"  Prefect UI: {settings.ui_url}{prefect_login}\n"
         f"  Data:       {settings.data_dir.resolve()}  (logs in {log_dir})\n"
         "Press Ctrl-C to stop."
     )
@@ -239,8 +246,15 @@ def _start_prefect_server(supervisor: Supervisor, options: EmbeddedOptions, log_
     from deployments.server import server_api_url, server_argv, server_environment
     from deployments.worker import worker_environment
 
-    home = get_settings().data_dir / "prefect"
+    settings = get_settings()
+    home = settings.data_dir / "prefect"
+    # The server answers no API request without this (its UI asks for it once); every child
+    # gets it through worker_environment(), and a CLI on the same DATA_DIR reads it there.
+    auth_string = settings.prefect_auth_string or read_or_create_secret(
+        settings.prefect_auth_string_path, lambda: secrets.token_urlsafe(24)
+    )[0]
     env = server_environment(worker_environment(), home, options.prefect_port)
+    env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     supervisor.start(Child(
         "prefect-server", server_argv(options.prefect_port), env, log_dir / "prefect-server.log",
         health_url=f"{server_api_url(options.prefect_port)}/health",

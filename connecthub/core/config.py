@@ -9,6 +9,9 @@ Each setting, its variable and its default (documented again in `env.example`):
 - LOG_DIR (unset): when set, logs also go to a rotating file there.
 - PREFECT_API_URL (unset): the Prefect server; Prefect reads the same variable.
 - PREFECT_UI_URL (PREFECT_API_URL without `/api`): base of the links to flow runs.
+- PREFECT_API_AUTH_STRING (unset: the one `connecthub up` generated into
+  DATA_DIR/prefect-auth-string, if any): what a client sends to a Prefect server that requires
+  authentication (`PREFECT_SERVER_API_AUTH_STRING`); Prefect reads the same variable.
 - ADMIN_URL (`http://127.0.0.1:8000`): the admin as operators reach it, for the links back to
   it from the Prefect UI (deployment descriptions, run artifacts).
 - CONNECTHUB_WORK_POOL (`connecthub`): the Prefect work pool jobs run in.
@@ -32,8 +35,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFECT_AUTH_STRING_FILE = "prefect-auth-string"
 
 
 class Settings(BaseSettings):
@@ -45,6 +50,9 @@ class Settings(BaseSettings):
     log_dir: Path | None = Field(default=None, validation_alias="LOG_DIR")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     prefect_ui_url: str | None = Field(default=None, validation_alias="PREFECT_UI_URL")
+    prefect_api_auth_string: SecretStr | None = Field(
+        default=None, validation_alias="PREFECT_API_AUTH_STRING"
+    )
     admin_url: str = Field(default="http://127.0.0.1:8000", validation_alias="ADMIN_URL")
     work_pool: str = Field(default="connecthub", validation_alias="CONNECTHUB_WORK_POOL")
     admin_username: str = Field(default="admin", validation_alias="ADMIN_USERNAME")
@@ -82,6 +90,20 @@ class Settings(BaseSettings):
     @property
     def key_path(self) -> Path:
         return self.fernet_key_path or self.data_dir / "fernet.key"
+
+    @property
+    def prefect_auth_string_path(self) -> Path:
+        return self.data_dir / PREFECT_AUTH_STRING_FILE
+
+    @property
+    def prefect_auth_string(self) -> str | None:
+        """PREFECT_API_AUTH_STRING, else the one generated into DATA_DIR, else None."""
+        if self.prefect_api_auth_string is not None:
+            return self.prefect_api_auth_string.get_secret_value()
+        try:
+            return self.prefect_auth_string_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def ui_url(self) -> str | None:
