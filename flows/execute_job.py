@@ -110,7 +110,7 @@ def _update_flow_run(flow_run: FlowRun, job: Job, attempt: RunAttempt) -> None:
             client.update_flow_run(flow_run_id=UUID(str(flow_run.id)), **changes)
 
 
-def _summary(log_id: int, status: RunStatus, body: Any) -> str:
+def result_summary(log_id: int, status: RunStatus, body: Any) -> str:
     """The run's outcome as markdown for its artifact: masked, and cut when long."""
     text = mask(body if isinstance(body, str) else json.dumps(body, indent=2, default=str))
     if len(text) > MAX_SUMMARY_CHARS:
@@ -165,14 +165,14 @@ def _run_masked(
         with secrets_masked(secrets):
             try:
                 result = _run_plugin(job, params, secrets, attempt, logger)
-                return result, _summary(log_id, RunStatus.SUCCESS, result)
+                return result, result_summary(log_id, RunStatus.SUCCESS, result)
             except Exception as error:
                 message = mask(f"{type(error).__name__}: {error}")
                 trace = mask(traceback.format_exc())
                 logger.error("Job %s failed: %s\n%s", job.id, message, trace)
                 _finish(attempt, RunStatus.FAILED, error=message, traceback=trace)
                 create_markdown_artifact(
-                    _summary(log_id, RunStatus.FAILED, message), description="Error"
+                    result_summary(log_id, RunStatus.FAILED, message), description="Error"
                 )
                 raise JobRunError(message) from None
     finally:

@@ -17,6 +17,7 @@ import pytest
 from prefect.states import Scheduled
 
 from connecthub.alerts import add_channel
+from connecthub.core.config import get_settings
 from connecthub.db.engine import session_scope
 from deployments.alerting import run_alerting
 from deployments.client import prefect_client
@@ -62,6 +63,8 @@ def test_a_failing_job_a_killed_worker_and_a_late_run_alert_once_each(
         assert len(failing) == 1
         assert "remote refused token ***" in failing[0]["message"]
         assert f"/admin/job-log/details/{final.id}" in failing[0]["message"]
+        ui_url = get_settings().ui_url
+        assert f"Prefect run: {ui_url}/runs/flow-run/{final.flow_run_id}" in failing[0]["message"]
         assert snapshot().workers_online == 1
 
         os.killpg(own_pool.pid, signal.SIGKILL)

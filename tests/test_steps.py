@@ -29,6 +29,7 @@ from connecthub.jobs.vocabulary import RunStatus
 from deployments.client import prefect_client
 from deployments.runs import retry, run_now, wait_for_final
 from deployments.sync import sync_job
+from flows.execute_job import MAX_SUMMARY_CHARS, result_summary
 from tests.plugins.typed import TypedJob
 from tests.support.jobs import deployment, save
 
@@ -97,6 +98,16 @@ def test_a_step_name_never_carries_a_secret() -> None:
         assert step_name("send with s3cr3t-value\nnow") == "send with *** now"
     assert len(step_name("x" * 500)) == MAX_STEP_NAME
     assert step_name("  ") == "step"
+
+
+def test_the_result_artifact_is_masked_and_cut() -> None:
+    with secrets_masked({"token": "s3cr3t-value"}):
+        short = result_summary(41, RunStatus.SUCCESS, {"echo": "s3cr3t-value"})
+        long = result_summary(42, RunStatus.FAILED, "x" * (MAX_SUMMARY_CHARS + 500))
+    assert short.startswith("**SUCCESS** (JobLog #41)")
+    assert "s3cr3t-value" not in short and '"echo": "***"' in short
+    assert "x" * MAX_SUMMARY_CHARS in long and "x" * (MAX_SUMMARY_CHARS + 1) not in long
+    assert "(cut: JobLog #42 has all of it)" in long
 
 
 # --- in a real flow run -----------------------------------------------------------------------
