@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from connecthub.app.main import create_app
 from connecthub.db import users
 from connecthub.db.engine import session_scope
 from connecthub.db.models import User
+from connecthub.db.tokens import TokenError, parse_duration
 from connecthub.security.roles import Role
 from tests.support.admin import (
     PASSWORD,
@@ -326,3 +328,11 @@ def test_users_cli(cli: Cli) -> None:
         assert login(client, "frank", password).status_code == 400
         assert login(client, "frank", new_password).status_code == 302
         assert login(client, "grace", "grace-password").status_code == 302
+
+
+def test_a_token_lifetime_is_a_bounded_duration() -> None:
+    assert parse_duration("30d") == timedelta(days=30)
+    assert parse_duration(" 12h ") == timedelta(hours=12)
+    for text in ("0d", "30", "1y", "999999w", "522w"):
+        with pytest.raises(TokenError, match="expires"):
+            parse_duration(text)

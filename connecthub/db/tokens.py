@@ -25,6 +25,7 @@ from connecthub.db.users import CurrentUser, get_user
 
 TOKEN_PREFIX = "chk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_LIFETIME = timedelta(days=3650)  # longer is "never expires": leave --expires out for that
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -40,7 +41,10 @@ def parse_duration(text: str) -> timedelta:
         raise TokenError(
             f"expires: '{text}' is not a duration; use a number and m, h, d or w, e.g. 30d"
         )
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if duration > MAX_LIFETIME:
+        raise TokenError(f"expires: '{text}' is longer than {MAX_LIFETIME.days} days")
+    return duration
 
 
 def token_hash(token: str) -> str:

@@ -1,8 +1,9 @@
 """The three roles and their order: what each may do is a superset of the role below it.
 
-- viewer: reads jobs, job logs, alert deliveries and the audit trail;
+- viewer: reads jobs, job logs and alert deliveries;
 - operator: also runs jobs now, retries executions, enables and disables jobs;
-- admin: also creates, edits and deletes jobs and alert channels, manages users and API tokens.
+- admin: also creates, edits and deletes jobs and alert channels, manages users and API tokens,
+  and reads the audit trail.
 
 Every entry point asks `role.allows(required)`; which role an action requires is said once per
 entry point, next to its routes (the admin's `permissions`, the API's route dependencies).
