@@ -515,7 +515,7 @@ def test_no_canary_in_log_dir_and_other_process_output(world: World) -> None:
     log_dir_text = ""
     for path in files:
         log_dir_text += surface.scan(str(path), path.read_bytes(), world.tokens)
-    assert "admin login from" in log_dir_text  # the admin wrote its log there
+    assert "admin login of" in log_dir_text  # the admin wrote its log there
     # ... and so did the flow processes: the plugin's own lines, masked.
     assert "about to use token ***" in log_dir_text
     assert surface.scan(str(world.admin_log), world.admin_log.read_bytes(), world.tokens)

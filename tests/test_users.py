@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
@@ -274,6 +275,18 @@ def test_first_admin_comes_from_the_settings_once(prefect_down: None,
         assert login(client, password="changed-by-the-admin").status_code == 302
 
 
+def test_a_running_admin_lets_the_configured_admin_in_after_every_user_is_gone(
+    prefect_down: None,
+) -> None:
+    with TestClient(create_app(), follow_redirects=False) as client:
+        with session_scope() as session:
+            session.execute(text("DELETE FROM app_user"))
+        assert login(client, password="not-the-password").status_code == 400
+        assert login(client).status_code == 302  # as at a restart: ADMIN_PASSWORD's admin
+    with session_scope() as session:
+        assert [(u.username, u.role) for u in users.list_users(session)] == [(USERNAME, "admin")]
+
+
 def test_the_throttle_is_shared_by_two_admin_processes(pg_env: None, tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
@@ -333,6 +346,6 @@ def test_users_cli(cli: Cli) -> None:
 def test_a_token_lifetime_is_a_bounded_duration() -> None:
     assert parse_duration("30d") == timedelta(days=30)
     assert parse_duration(" 12h ") == timedelta(hours=12)
-    for text in ("0d", "30", "1y", "999999w", "522w"):
+    for duration in ("0d", "30", "1y", "999999w", "522w"):
         with pytest.raises(TokenError, match="expires"):
-            parse_duration(text)
+            parse_duration(duration)

@@ -52,6 +52,7 @@ from connecthub.db import audit, users
 from connecthub.db.audit import Actor
 from connecthub.db.engine import session_scope
 from connecthub.db.login_throttle import LoginThrottle
+from connecthub.db.models import User
 from connecthub.db.users import CurrentUser
 from connecthub.security.passwords import check_password_strength, generate_password
 
@@ -184,7 +185,22 @@ def current_user(request: Request) -> CurrentUser | None:
     return user if isinstance(user, CurrentUser) else None
 
 
-def _login(username: str, password: str, address: str) -> CurrentUser | None:
+def _ensure_first_admin(credentials: AdminCredentials) -> User | None:
+    """The configured admin, created when no enabled admin exists (None if one does)."""
+    try:
+        with session_scope() as session:
+            return users.ensure_admin(
+                session, credentials.username, credentials.password, actor=SYSTEM
+            )
+    except IntegrityError:
+        return None  # another replica created the first admin at the same moment
+
+
+def _login(
+    username: str, password: str, address: str, credentials: AdminCredentials
+) -> CurrentUser | None:
+    # As at start: a database whose users were all removed since lets the configured admin in.
+    _ensure_first_admin(credentials)
     with session_scope() as session:
         user = users.authenticate(session, username, password)
         found = None if user is None else CurrentUser.of(user)
@@ -237,13 +253,7 @@ class AdminAuth(AuthenticationBackend):
         """
         load_session_secret(self._settings())
         credentials = self.credentials
-        try:
-            with session_scope() as session:
-                created = users.ensure_admin(
-                    session, credentials.username, credentials.password, actor=SYSTEM
-                )
-        except IntegrityError:
-            created = None  # another replica created the first admin at the same moment
+        created = _ensure_first_admin(credentials)
         if created is None:
             return "admin login: the users in the database (`connecthub users list`)"
         if credentials.password_file is None:
@@ -262,7 +272,7 @@ class AdminAuth(AuthenticationBackend):
         if wait:
             await run_in_threadpool(_throttled, username, key[0], wait)
             return await self._refuse(request, wait)
-        user = await run_in_threadpool(_login, username, password, key[0])
+        user = await run_in_threadpool(_login, username, password, key[0], self.credentials)
         if user is not None:
             await run_in_threadpool(self.throttle.succeeded, key)
             request.session.clear()
