@@ -322,6 +322,9 @@ def test_errors_are_json_and_never_a_500(api: Api) -> None:
     big = api.call("POST", "/jobs", content=b'{"id": "' + b"x" * (1024 * 1024) + b'"}',
                    headers={"content-type": "application/json"})
     assert big.status_code == 413 and big.json()["field"] == "body"
+    streamed = api.call("POST", "/jobs", content=iter([b'{"id": "', b"x" * (1024 * 1024), b'"}']),
+                        headers={"content-type": "application/json"})  # no Content-Length
+    assert streamed.status_code == 413 and streamed.json()["field"] == "body"
     assert stored_job(JOB["id"]) is None
 
 
