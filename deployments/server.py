@@ -21,13 +21,32 @@ suite's server) and to the compose file's `prefect-server`:
   then removes their logs, states and task runs, which the API delete leaves behind.
 - PREFECT_SERVER_ANALYTICS_ENABLED=false: no telemetry from an operator's machine.
 
-The embedded server keeps its database under DATA_DIR/prefect (SQLite).
+The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
+`python -m deployments.server` (`server_argv`): Prefect's own `prefect server start`, with one
+change on SQLite, `SerializedSqliteConfiguration`. Prefect opens its write transactions
+`BEGIN DEFERRED`, so a transaction that reads, then writes (a flow run's labels when a worker
+submits it, a worker's heartbeat) fails at once with "database is locked" (answered 503) whenever
+another write commits between its read and its write: SQLite's busy timeout cannot help a
+transaction whose snapshot is already stale. SQLite has one writer at a time whatever the server
+does, so the server queues its write transactions itself: each waits its turn on one asyncio
+lock *before* it takes a pooled connection, then begins IMMEDIATE. No transaction is refused, a
+waiting request holds no connection (beginning IMMEDIATE without the queue parked every waiting
+request on a connection, in SQLite's busy handler, and starved the pool under 40 jobs a minute),
+and turns are handed over in order without SQLite's polling sleeps. Reads outside a transaction
+are untouched, and WAL still lets them run beside the writer. The configuration is installed
+through Prefect's own seam (`MODELS_DEPENDENCIES["database_config"]`, as
+`temporary_database_config` uses); on PostgreSQL nothing changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 SERVER_SETTINGS = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
@@ -53,7 +72,54 @@ def server_environment(base: dict[str, str], home: Path, port: int) -> dict[str,
 
 
 def server_argv(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-        "--port", str(port),
-    ]
+    return [sys.executable, "-m", "deployments.server", "--host", "127.0.0.1", "--port", str(port)]
+
+
+# Set while this task's write transaction holds its loop's turn: a transaction begun inside it
+# (Prefect does not nest them, but a deadlock on the queue would stall the server) goes ahead.
+_HOLDS_TURN: ContextVar[bool] = ContextVar("connecthub_sqlite_holds_turn", default=False)
+
+
+def serialized_sqlite_configuration(connection_url: str) -> Any:
+    """Prefect's SQLite configuration whose write transactions queue for one turn each."""
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    class SerializedSqliteConfiguration(AioSqliteConfiguration):
+        # One queue per event loop, as Prefect keeps one engine per event loop.
+        turns: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+        @asynccontextmanager
+        async def begin_transaction(
+            self, session: Any, with_for_update: bool = False
+        ) -> AsyncIterator[Any]:
+            if _HOLDS_TURN.get():
+                async with super().begin_transaction(session, with_for_update=True) as tx:
+                    yield tx
+                return
+            turn = self.turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with turn:
+                token = _HOLDS_TURN.set(True)
+                try:
+                    async with super().begin_transaction(session, with_for_update=True) as tx:
+                        yield tx
+                finally:
+                    _HOLDS_TURN.reset(token)
+
+    return SerializedSqliteConfiguration(connection_url=connection_url)
+
+
+def main(argv: list[str]) -> None:
+    """`prefect server start ARGV`, its SQLite write transactions queued (see above)."""
+    from prefect.cli import app
+    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    connection_url = PREFECT_API_DATABASE_CONNECTION_URL.value()
+    if connection_url.startswith("sqlite"):
+        MODELS_DEPENDENCIES["database_config"] = serialized_sqlite_configuration(connection_url)
+    sys.argv = ["prefect", "server", "start", *argv]  # Prefect's CLI reads its arguments there
+    app()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
