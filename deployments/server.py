@@ -22,20 +22,32 @@ suite's server) and to the compose file's `prefect-server`:
 - PREFECT_SERVER_ANALYTICS_ENABLED=false: no telemetry from an operator's machine.
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
-`python -m deployments.server` (`server_argv`): Prefect's own `prefect server start`, with one
-change on SQLite, `SerializedSqliteConfiguration`. Prefect opens its write transactions
-`BEGIN DEFERRED`, so a transaction that reads, then writes (a flow run's labels when a worker
-submits it, a worker's heartbeat) fails at once with "database is locked" (answered 503) whenever
-another write commits between its read and its write: SQLite's busy timeout cannot help a
-transaction whose snapshot is already stale. SQLite has one writer at a time whatever the server
-does, so the server queues its write transactions itself: each waits its turn on one asyncio
-lock *before* it takes a pooled connection, then begins IMMEDIATE. No transaction is refused, a
-waiting request holds no connection (beginning IMMEDIATE without the queue parked every waiting
-request on a connection, in SQLite's busy handler, and starved the pool under 40 jobs a minute),
-and turns are handed over in order without SQLite's polling sleeps. Reads outside a transaction
-are untouched, and WAL still lets them run beside the writer. The configuration is installed
-through Prefect's own seam (`MODELS_DEPENDENCIES["database_config"]`, as
-`temporary_database_config` uses); on PostgreSQL nothing changes.
+`python -m deployments.server` (`server_argv`): Prefect's own `prefect server start` with two
+changes that apply on SQLite only (on PostgreSQL nothing changes):
+
+- Websockets are not counted in Prefect's limit of 100 concurrent requests (`HttpRequestLimit`).
+  Prefect limits requests on SQLite to spare the database, but its middleware also counts every
+  open websocket, for as long as it stays open, and every flow run holds three for its whole
+  life (its events going in, and the cancellation and suspension observers' event streams).
+  With about 33 runs in flight the limit was taken by websockets alone and every HTTP request
+  waited for a slot that only those runs' ends would free, which needed HTTP requests: the server
+  stopped answering for good (40 jobs on `* * * * *`: 219 requests waiting, 98 websockets
+  holding the slots; nothing completed). Websockets do not write to the database; HTTP requests
+  are still limited to 100.
+- Write transactions queue for one turn each (`SerializedSqliteConfiguration`). Prefect begins
+  them DEFERRED, so one that reads, then writes (a flow run's labels when a worker submits it, a
+  worker's heartbeat) fails at once with "database is locked" (answered 503) whenever another
+  write commits between its read and its write: SQLite's busy timeout cannot help a transaction
+  whose snapshot is already stale. SQLite has one writer at a time whatever the server does, so
+  each write transaction waits its turn on one asyncio lock, before it takes a pooled
+  connection, then begins IMMEDIATE: none is refused, a waiting request holds no connection, and
+  turns pass in order without SQLite's polling sleeps. Reads outside a transaction are untouched
+  and WAL lets them run beside the writer. Measured by tests/test_embedded_server.py: a burst of
+  400 label updates and worker heartbeats got 350 503s from Prefect's own server, none here.
+
+The configuration goes in through Prefect's seam for it (`MODELS_DEPENDENCIES["database_config"]`,
+as Prefect's `temporary_database_config` uses); the middleware has no seam, so the module's class
+is replaced before `prefect server start` builds the app.
 """
 
 from __future__ import annotations
@@ -108,15 +120,31 @@ def serialized_sqlite_configuration(connection_url: str) -> Any:
     return SerializedSqliteConfiguration(connection_url=connection_url)
 
 
+def http_request_limit() -> type:
+    """Prefect's limit of concurrent requests on SQLite, counting HTTP requests only."""
+    from prefect.server.api.server import RequestLimitMiddleware
+
+    class HttpRequestLimit(RequestLimitMiddleware):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                await super().__call__(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+
+    return HttpRequestLimit
+
+
 def main(argv: list[str]) -> None:
-    """`prefect server start ARGV`, its SQLite write transactions queued (see above)."""
+    """`prefect server start ARGV`, with the two changes above on SQLite."""
     from prefect.cli import app
+    from prefect.server.api import server as api_server
     from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
     connection_url = PREFECT_API_DATABASE_CONNECTION_URL.value()
     if connection_url.startswith("sqlite"):
         MODELS_DEPENDENCIES["database_config"] = serialized_sqlite_configuration(connection_url)
+        api_server.RequestLimitMiddleware = http_request_limit()
     sys.argv = ["prefect", "server", "start", *argv]  # Prefect's CLI reads its arguments there
     app()
 
