@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from deployments.launcher import RUN_NICENESS
 from tests.support.pg import create_pg_database, drop_pg_database, pg_url
 from tests.support.processes import (
     SERVER_START_TIMEOUT,
@@ -48,7 +49,8 @@ FLOWS = textwrap.dedent(
     from prefect import flow
 
     def _report(out, **extra):
-        info = {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), **extra}
+        info = {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
+                "nice": os.getpriority(os.PRIO_PROCESS, 0), **extra}
         with open(out + ".tmp", "w") as f:
             json.dump(info, f)
         os.replace(out + ".tmp", out)
@@ -225,6 +227,11 @@ def stack(prefect_api: tuple[str, Path], tmp_path_factory: pytest.TempPathFactor
         print(f"--- worker log\n{worker_log.read_text()[-8000:]}")
 
 
+def run_niceness(worker_pid: int) -> int:
+    """A run process's niceness: RUN_NICENESS above its worker's, 19 at most."""
+    return min(os.getpriority(os.PRIO_PROCESS, worker_pid) + RUN_NICENESS, 19)
+
+
 def api_client(api_url: str) -> Any:
     """A client of the test's server by its URL: Prefect's settings were read (and may point
     elsewhere, or nowhere: then `get_client` would start a temporary server) before it started."""
@@ -263,6 +270,7 @@ def test_a_run_completes_in_a_process_forked_from_the_fork_server(stack: Stack) 
     assert info["cwd"] == str(stack.code)  # the deployment's pull step ran in the child
     assert info["fds"][:3] == [0, 1, 2]
     assert len(info["fds"]) < 20  # the fork server's own fds stay behind
+    assert info["nice"] == run_niceness(stack.worker.pid)
     log = stack.fork_server_log.read_text()
     assert f"forked pid {info['pid']} for flow run {flow_run_id} (threads at fork: 1)" in log
     # The run's own output reaches the worker through the fds its launcher passed on.
@@ -295,9 +303,10 @@ def test_the_fork_server_forks_with_one_thread_and_never_imports_plugins(stack: 
                 "driver": "psycopg" in sys.modules,
             }))
         """)],
-        env=stack.env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        # A database that does not exist: the driver is imported, nothing connects.
+        env={**stack.env, "DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"},
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     )
-    # DB_URL (PostgreSQL here) has its driver imported, and still no connection.
     assert json.loads(probe.stdout.splitlines()[-1]) == {
         "plugins": [], "threads": 1, "new_fds": [], "driver": True
     }
@@ -362,7 +371,9 @@ def test_a_run_the_fork_server_cannot_serve_faithfully_starts_cold(stack: Stack)
     seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
     flow_run_id, out = stack.run("report", job_variables={"env": {"PYTHONHASHSEED": seed}})
     assert stack.final_state(flow_run_id).is_completed()
-    assert stack.report(out)["ppid"] == stack.worker.pid  # exec'd by its launcher
+    info = stack.report(out)
+    assert info["ppid"] == stack.worker.pid  # exec'd by its launcher
+    assert info["nice"] == run_niceness(stack.worker.pid)
     assert "the PYTHON* environment differs" in stack.fork_server_log.read_text()
     assert "starting a fresh interpreter" in stack.worker_log.read_text()
 
