@@ -22,8 +22,8 @@ What the fork server owns:
   its launcher, as they reach a process the worker started itself), the launcher's fds as
   0/1/2 and no other fd, the launcher's environment, cwd and umask, the interpreter's default signal
   dispositions, Prefect's settings (and logging, when they differ) rebuilt from that
-  environment, ConnectHub's `get_settings()` cleared, the run processes' lower CPU priority
-  (`RUN_NICENESS`, as the launcher explains), and PR_SET_PDEATHSIG so that a child never
+  environment, ConnectHub's `get_settings()` cleared, the run processes' lowest CPU priority
+  (`lower_priority`, as the launcher explains), and PR_SET_PDEATHSIG so that a child never
   outlives the fork server;
 - each child's lifecycle: it reaps it (a pidfd per child, so no SIGCHLD handler and no pid
   reuse race), reports its wait status to the launcher, and kills it when the launcher's
@@ -78,8 +78,8 @@ from sqlalchemy.engine import make_url
 from connecthub.core.config import get_settings
 from deployments.launcher import (
     ENGINE_MODULE,
-    RUN_NICENESS,
     is_open,
+    lower_priority,
     receive_message,
     send_message,
     socket_path,
@@ -419,7 +419,7 @@ class ForkServer:
         os.environ.update(request.env)
         os.chdir(request.cwd)
         os.umask(request.umask)
-        os.nice(RUN_NICENESS)
+        lower_priority()
         if sys.path and sys.path[0] == self.startup_cwd:
             sys.path[0] = request.cwd  # as `python -m` puts the working directory first
         sys.argv = [ENGINE_MODULE, *request.argv]

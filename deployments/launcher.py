@@ -22,12 +22,15 @@ writes one warning line to stderr and execs `python -m prefect.engine` in its pl
 fails because the fork server is down, it only starts cold. With warm start turned off
 (CONNECTHUB_FORKSERVER_SOCKET=off, from CONNECTHUB_WARM_START=false) it execs the engine at once.
 
-Run processes run at a lower CPU priority than the processes that orchestrate them
-(RUN_NICENESS above the worker's): the launcher lowers its own, which a cold engine keeps, and
-the fork server lowers each child's. When runs take both cores (40 jobs starting at the same
-second on the embedded mode's two cores) the Prefect server, the worker and the admin are served
-first, so every run's state change is answered at once instead of queueing behind the bodies of
-the runs that already started; an idle machine runs them exactly as before.
+Run processes run at the lowest CPU priority (`lower_priority`): the launcher lowers its own,
+which a cold engine keeps, and the fork server lowers each child's. When runs take both cores
+(40 jobs starting at the same second on the embedded mode's two cores) the Prefect server, the
+worker and the admin are served first, so every run's state change is answered at once instead
+of queueing behind the bodies of the runs that already started; on an idle machine nothing
+changes. A run process leads a session of its own, and with the kernel's autogroup scheduling
+(on by default in most distributions) CPU is shared between sessions before niceness orders the
+processes inside one: forty run sessions took forty shares against the Prefect server's one, so
+the session's own niceness (/proc/self/autogroup) is lowered too.
 
 Why this shape: the worker keeps doing what it does for any process (states, crash detection,
 cancellation, limits), and only the start of the run process changes. A run started as a new
@@ -53,8 +56,8 @@ SOCKET_NAME = "forkserver.sock"
 # CONNECTHUB_FORKSERVER_SOCKET=off: warm start is turned off; runs start cold, quietly.
 WARM_START_OFF = "off"
 ENGINE_MODULE = "prefect.engine"
-# How much lower a run process's CPU priority is than the worker's (os.nice; 19 at most).
-RUN_NICENESS = 10
+# A run process's niceness, and its session's: the lowest priority (see above).
+RUN_NICENESS = 19
 # The largest request or reply; a SOCK_SEQPACKET message is read whole.
 MAX_MESSAGE = 1 << 20
 # Signals a worker, a supervisor or a terminal may send to a run process. SIGKILL cannot be
@@ -211,8 +214,16 @@ def exec_engine(reason: str, pending: list[int]) -> None:
     os.execv(sys.executable, [sys.executable, "-m", ENGINE_MODULE, *sys.argv[1:]])
 
 
+def lower_priority() -> None:
+    """Give this run process, and its session when it leads one, RUN_NICENESS."""
+    os.nice(RUN_NICENESS - os.nice(0))
+    if os.getsid(0) == os.getpid():  # else the session, and its priority, are the worker's
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(RUN_NICENESS))
+
+
 def main() -> None:
-    os.nice(RUN_NICENESS)
+    lower_priority()
     if os.environ.get(SOCKET_ENV) == WARM_START_OFF:
         os.execv(sys.executable, [sys.executable, "-m", ENGINE_MODULE, *sys.argv[1:]])
     launcher = Launcher()

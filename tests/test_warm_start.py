@@ -50,7 +50,8 @@ FLOWS = textwrap.dedent(
 
     def _report(out, **extra):
         info = {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
-                "nice": os.getpriority(os.PRIO_PROCESS, 0), **extra}
+                "nice": os.getpriority(os.PRIO_PROCESS, 0),
+                "autogroup": open("/proc/self/autogroup").read().split()[-1], **extra}
         with open(out + ".tmp", "w") as f:
             json.dump(info, f)
         os.replace(out + ".tmp", out)
@@ -227,11 +228,6 @@ def stack(prefect_api: tuple[str, Path], tmp_path_factory: pytest.TempPathFactor
         print(f"--- worker log\n{worker_log.read_text()[-8000:]}")
 
 
-def run_niceness(worker_pid: int) -> int:
-    """A run process's niceness: RUN_NICENESS above its worker's, 19 at most."""
-    return min(os.getpriority(os.PRIO_PROCESS, worker_pid) + RUN_NICENESS, 19)
-
-
 def api_client(api_url: str) -> Any:
     """A client of the test's server by its URL: Prefect's settings were read (and may point
     elsewhere, or nowhere: then `get_client` would start a temporary server) before it started."""
@@ -270,7 +266,7 @@ def test_a_run_completes_in_a_process_forked_from_the_fork_server(stack: Stack) 
     assert info["cwd"] == str(stack.code)  # the deployment's pull step ran in the child
     assert info["fds"][:3] == [0, 1, 2]
     assert len(info["fds"]) < 20  # the fork server's own fds stay behind
-    assert info["nice"] == run_niceness(stack.worker.pid)
+    assert (info["nice"], info["autogroup"]) == (RUN_NICENESS, str(RUN_NICENESS))
     log = stack.fork_server_log.read_text()
     assert f"forked pid {info['pid']} for flow run {flow_run_id} (threads at fork: 1)" in log
     # The run's own output reaches the worker through the fds its launcher passed on.
@@ -373,7 +369,10 @@ def test_a_run_the_fork_server_cannot_serve_faithfully_starts_cold(stack: Stack)
     assert stack.final_state(flow_run_id).is_completed()
     info = stack.report(out)
     assert info["ppid"] == stack.worker.pid  # exec'd by its launcher
-    assert info["nice"] == run_niceness(stack.worker.pid)
+    # In the worker's session: its own niceness is lowered, the session's (the worker's) not.
+    worker_autogroup = Path(f"/proc/{stack.worker.pid}/autogroup").read_text().split()[-1]
+    assert info["nice"] == RUN_NICENESS
+    assert info["autogroup"] == worker_autogroup != str(RUN_NICENESS)
     assert "the PYTHON* environment differs" in stack.fork_server_log.read_text()
     assert "starting a fresh interpreter" in stack.worker_log.read_text()
 
