@@ -23,6 +23,7 @@ between the worker's own processes and its runs (`worker_cpu`), and read memory 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -65,6 +66,10 @@ class Service:
         return self.process.pid
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 class Stack:
     """Databases and processes of one benchmark run; `close()` removes them all."""
 
@@ -75,6 +80,10 @@ class Stack:
         self.process_log_dir.mkdir(exist_ok=True)
         self.prefix = f"bench_{os.getpid()}"
         self._exit = ExitStack()
+        # A SIGTERM would end this process without unwinding, leaving every server and worker
+        # it started running (they run in sessions of their own): stop as Ctrl-C stops.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_signal)
 
     def __enter__(self) -> Stack:
         return self
