@@ -44,8 +44,8 @@ def prefect_client() -> Iterator[SyncPrefectClient]:
     api_url = settings.prefect_api_url
     if not api_url:
         raise PrefectUnavailableError(
-            "PREFECT_API_URL is not set: start ConnectHub with `connecthub up`, or point it at "
-            "a Prefect server"
+            "PREFECT_API_URL is not set: point it at the Prefect server's API (the one "
+            "`connecthub up` starts answers at http://127.0.0.1:4200/api)"
         )
     client = SyncPrefectClient(
         api_url,
