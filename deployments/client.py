@@ -18,7 +18,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_KEY
 
-from connecthub.core.config import get_settings
+from connecthub.core.config import DEFAULT_PREFECT_PORT, get_settings
 from deployments.errors import EngineError, PrefectUnavailableError, RunRefusedError
 
 __all__ = ["EngineError", "PrefectUnavailableError", "RunRefusedError", "prefect_client"]
@@ -45,7 +45,7 @@ def prefect_client() -> Iterator[SyncPrefectClient]:
     if not api_url:
         raise PrefectUnavailableError(
             "PREFECT_API_URL is not set: point it at the Prefect server's API (the one "
-            "`connecthub up` starts answers at http://127.0.0.1:4200/api)"
+            f"`connecthub up` starts answers at http://127.0.0.1:{DEFAULT_PREFECT_PORT}/api)"
         )
     client = SyncPrefectClient(
         api_url,

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 
-from connecthub.core.config import get_settings
+from connecthub.core.config import DEFAULT_PREFECT_PORT, get_settings
 from connecthub.core.logging import mask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
@@ -829,7 +829,9 @@ def admin(
 @command
 def up(
     port: Annotated[int, typer.Option(help="Port of the admin.")] = 8000,
-    prefect_port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+    prefect_port: Annotated[
+        int, typer.Option(help="Port of the local Prefect server.")
+    ] = DEFAULT_PREFECT_PORT,
     host: Annotated[str, typer.Option(help="Address the admin listens on.")] = "127.0.0.1",
     data_dir: Annotated[
         Path | None, typer.Option(help="Where the database, key file and logs live.")

@@ -39,7 +39,7 @@ from connecthub.app.process_guard import (
     port_holder,
     quiet_on_broken_pipe,
 )
-from connecthub.core.config import get_settings
+from connecthub.core.config import DEFAULT_PREFECT_PORT, get_settings
 from connecthub.db.engine import get_engine, reset_engine
 from connecthub.db.migrate import upgrade
 
@@ -199,7 +199,7 @@ def python_child(
 @dataclass(frozen=True)
 class EmbeddedOptions:
     port: int = 8000
-    prefect_port: int = 4200
+    prefect_port: int = DEFAULT_PREFECT_PORT
     host: str = "127.0.0.1"
     with_example: bool = False
 

@@ -39,6 +39,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFECT_AUTH_STRING_FILE = "prefect-auth-string"
+# The port of the Prefect server `connecthub up` starts, unless told another.
+DEFAULT_PREFECT_PORT = 4200
 
 
 class Settings(BaseSettings):
