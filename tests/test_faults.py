@@ -166,8 +166,11 @@ def test_worker_and_flow_process_killed_together_is_crashed_within_120_s(
             started = run_now("fault.kill-both")
             flow_pid = wait_pid(pid_file, timeout=90)
             assert flow_pid != worker_process.pid
-            # Worker first, so that nothing is left to notice the flow process dying.
-            os.kill(worker_process.pid, signal.SIGKILL)
+            # The worker's whole process group first (`connecthub worker`, Prefect's worker and
+            # the fork server, as when the machine kills them all), so that nothing is left to
+            # notice the flow process dying: killing `connecthub worker` alone would SIGTERM
+            # Prefect's worker, which could still see the run's exit and report it itself.
+            os.killpg(worker_process.pid, signal.SIGKILL)
             os.kill(flow_pid, signal.SIGKILL)
             killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
             worker_process.wait(timeout=10)
