@@ -1,0 +1,127 @@
+"""The environment `connecthub worker` gives itself and its runs: the CA bundle of an http:// API.
+
+The bundle's worth (Prefect clients reaching a plain-HTTP server with it) is proven by every
+engine test, whose worker and runs use it; here: when it is set, that it is private and loads,
+that it leaves an operator's bundle and an https:// API alone, and that it trusts no TLS server.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import stat
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from deployments.worker import HTTP_API_CA_BUNDLE, http_api_ca_bundle, worker_environment
+from tests.support.settings import use_settings
+
+
+def test_an_http_api_gets_a_private_one_certificate_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    use_settings(monkeypatch, DATA_DIR=str(tmp_path), PREFECT_API_URL="http://127.0.0.1:4200/api")
+    env = worker_environment()
+    bundle = Path(env["PREFECT_API_SSL_CERT_FILE"])
+    assert bundle == tmp_path.resolve() / HTTP_API_CA_BUNDLE
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+    assert bundle.read_text().count("BEGIN CERTIFICATE") == 1
+    context = ssl.create_default_context(cafile=str(bundle))  # what each Prefect client does
+    assert context.cert_store_stats()["x509"] == 1
+    # Made once: a second worker on the same DATA_DIR uses the same file.
+    before = bundle.read_bytes()
+    assert worker_environment()["PREFECT_API_SSL_CERT_FILE"] == str(bundle)
+    assert bundle.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("api_url", "operator_bundle"),
+    [("https://prefect.example.com/api", None), ("http://127.0.0.1:4200/api", "/etc/ca.pem")],
+)
+def test_an_https_api_or_an_operator_bundle_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_url: str, operator_bundle: str | None
+) -> None:
+    if operator_bundle is None:
+        monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    else:
+        monkeypatch.setenv("PREFECT_API_SSL_CERT_FILE", operator_bundle)
+    use_settings(monkeypatch, DATA_DIR=str(tmp_path), PREFECT_API_URL=api_url)
+    assert worker_environment().get("PREFECT_API_SSL_CERT_FILE") == operator_bundle
+    assert not (tmp_path / HTTP_API_CA_BUNDLE).exists()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A TLS server on localhost with a self-signed certificate; yields its port and cert."""
+    cert_path, key_path = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        for _ in range(2):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], cert_path
+    listener.close()
+    thread.join(timeout=10)
+
+
+def _handshake(port: int, context: ssl.SSLContext) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost"),
+    ):
+        pass
+
+
+def test_the_bundle_trusts_no_tls_server(
+    tmp_path: Path, tls_server: tuple[int, Path]
+) -> None:
+    port, server_cert = tls_server
+    # The server is reachable and sound: a client that trusts its certificate gets through...
+    _handshake(port, ssl.create_default_context(cafile=str(server_cert)))
+    # ...and one with the worker's bundle is refused, as with any server it was not told of.
+    bundle = http_api_ca_bundle(tmp_path / "data")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(port, ssl.create_default_context(cafile=str(bundle)))
