@@ -36,7 +36,9 @@ Plugins are never imported here: the flow imports them by `handler_path` after t
 edited plugin runs on the next run without a restart. The modules in PRELOAD (Prefect,
 ConnectHub's core, the flow's imports) are imported once; a change to them needs a restart of
 the fork server, as it needs one of the worker. The flow's own file is executed again in every
-run (Prefect loads the entrypoint by path).
+run (Prefect loads the entrypoint by path). Before it listens, it checks the Prefect server's
+version, as each Prefect client does once per process, so that the runs inherit the check
+(`check_server_version`).
 
 Why: a new `python -m prefect.engine` spends most of its CPU importing Prefect and ConnectHub
 before it asks the API anything. Measured on 2 shared cores against `prefect server start` on
@@ -58,6 +60,7 @@ settings are the fork server's (parsing logging.yml: +0.08 CPU-s).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -119,6 +122,33 @@ def preload() -> None:
     # DB_URL's driver, imported without connecting: every run opens JobLog through it, and
     # psycopg alone is ~55 modules (~70 ms of CPU per run when each child imported it).
     make_url(get_settings().database_url).get_dialect().import_dbapi()
+
+
+def check_server_version() -> None:
+    """Check the Prefect server's version once here, for every run process forked after.
+
+    Prefect's clients check it once per process, API URL and Prefect version, each check a
+    request and an SSL context: a run process made three (its API client's, its events and
+    log clients'). Checked here, the children inherit the result as the process that checked; one
+    whose PREFECT_API_URL differs checks again itself, and so does every run when the server
+    cannot be reached now. Prefect's own worker also checks once in its life.
+    """
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    api_url = settings.api.url
+    if not api_url or not settings.client.server_version_check_enabled:
+        return
+    try:
+        from prefect._internal.version_checking import check_server_version as check_url
+        from prefect.context import SyncClientContext
+
+        with SyncClientContext.get_or_create():  # checks for PrefectClient's cache key
+            pass
+        asyncio.run(check_url(api_url, logger, raise_on_error=False))  # the events client's
+    except Exception as error:  # the runs will check (and fail) themselves
+        logger.warning("the Prefect server's version was not checked (%s); every run checks it",
+                       error)
 
 
 def thread_count() -> int:
@@ -463,6 +493,7 @@ def main() -> None:
     logger.propagate = False
     inherited_fds = open_fds() - {0, 1, 2}
     preload()
+    check_server_version()
     threads = thread_count()
     if threads != 1:
         raise SystemExit(f"fork server: {threads} threads after the imports; not serving")

@@ -110,6 +110,7 @@ class Stack:
     fork_server_log: Path
     worker_log: Path
     deployments: dict[str, str]
+    prefect_home: Path
 
     def start_fork_server(self) -> None:
         self.fork_server = popen([sys.executable, "-m", "deployments.forkserver"], self.env,
@@ -176,7 +177,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     database = f"warm_start_{os.getpid()}"
     create_pg_database(database)
     port = free_port()
-    server = start_prefect_server(home, port, pg_url(database, driver="asyncpg"))
+    # INFO: the server's log lists every request (uvicorn's access log), which a test counts.
+    server = start_prefect_server(home, port, pg_url(database, driver="asyncpg"),
+                                  PREFECT_SERVER_LOGGING_LEVEL="INFO")
     api_url = f"http://127.0.0.1:{port}/api"
     try:
         wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, server)
@@ -214,7 +217,7 @@ def stack(prefect_api: tuple[str, Path], tmp_path_factory: pytest.TempPathFactor
     result = Stack(env=env, tmp=tmp, code=code, pool=pool, socket_path=tmp / "forkserver.sock",
                    fork_server=None, worker=None,  # type: ignore[arg-type]
                    fork_server_log=fork_server_log, worker_log=worker_log,
-                   deployments=deployments)
+                   deployments=deployments, prefect_home=home)
     result.start_fork_server()
     result.worker = popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
                            "--type", "process"], env, worker_log)
@@ -272,6 +275,23 @@ def test_a_run_completes_in_a_process_forked_from_the_fork_server(stack: Stack) 
     # The run's own output reaches the worker through the fds its launcher passed on.
     wait_for(lambda: "Finished in state Completed()" in stack.worker_log.read_text(), 30,
              "the run's log line in the worker's output")
+
+
+def test_runs_inherit_the_fork_servers_check_of_the_server_version(stack: Stack) -> None:
+    server_log = stack.prefect_home / "server.log"
+
+    def version_checks() -> int:
+        return server_log.read_text().count("GET /api/admin/version")
+
+    assert version_checks() >= 2  # the fork server's: one per key its children's clients use
+    assert "version was not checked" not in stack.fork_server_log.read_text()
+    before = version_checks()
+    flow_run_id, out = stack.run("report")
+    assert stack.final_state(flow_run_id).is_completed()
+    assert stack.report(out)["ppid"] == stack.fork_server.pid
+    # Its clients checked nothing the fork server had not checked already (three requests per
+    # run before; made at its start, long before its Completed state).
+    assert version_checks() == before
 
 
 def test_the_fork_server_forks_with_one_thread_and_never_imports_plugins(stack: Stack) -> None:
