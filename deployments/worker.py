@@ -71,7 +71,13 @@ def worker_environment() -> dict[str, str]:
     if env.get("PREFECT_API_URL", "").startswith("http://") and not env.get(
         "PREFECT_API_SSL_CERT_FILE"
     ):
-        env["PREFECT_API_SSL_CERT_FILE"] = str(http_api_ca_bundle(settings.data_dir.resolve()))
+        try:
+            bundle = http_api_ca_bundle(settings.data_dir.resolve())
+        except OSError as error:  # a DATA_DIR it cannot write: slower runs, nothing worse
+            logger.warning("could not write %s (%s); Prefect's clients load certifi's roots",
+                           settings.data_dir.resolve() / HTTP_API_CA_BUNDLE, error)
+        else:
+            env["PREFECT_API_SSL_CERT_FILE"] = str(bundle)
     return env
 
 

@@ -7,6 +7,7 @@ that it leaves an operator's bundle and an https:// API alone, and that it trust
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import stat
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from deployments import worker
 from deployments.worker import HTTP_API_CA_BUNDLE, http_api_ca_bundle, worker_environment
 from tests.support.settings import use_settings
 
@@ -125,3 +127,17 @@ def test_the_bundle_trusts_no_tls_server(
     bundle = http_api_ca_bundle(tmp_path / "data")
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(port, ssl.create_default_context(cafile=str(bundle)))
+
+
+def test_a_bundle_it_cannot_write_leaves_prefects_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def full_disk(*_: object, **__: object) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(worker, "write_private_file", full_disk)
+    monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    use_settings(monkeypatch, DATA_DIR=str(tmp_path), PREFECT_API_URL="http://127.0.0.1:4200/api")
+    assert "PREFECT_API_SSL_CERT_FILE" not in worker_environment()
+    assert "No space left on device" in caplog.text
+    assert "certifi's roots" in caplog.text
