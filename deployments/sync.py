@@ -12,7 +12,12 @@ and with it Prefect's idempotency keys for runs already scheduled, so no slot ru
 `sync_job(job_id)` runs after every save; `sync_all()` also deletes the deployments it made
 (tagged `connecthub`) whose Job is gone, and is what the loop (`connecthub sync --loop`) runs every
 CONNECTHUB_SYNC_INTERVAL_SECONDS (15 s). Prefect being down never fails a save: the job records
-the error in `sync_error` and the next sync catches up.
+the error in `sync_error` and the next sync catches up. Both read and write a job's deployment
+under that job's lock (`connecthub.db.locks`); `sync_job` records the deployment it made before
+it lets go, and a pass of `sync_all` that found a deployment missing reads it again before it
+creates it if that record changed since the pass began. Prefect's create is an upsert that
+replaces the schedule, so a job saved (and synced) during the loop's pass must not be created
+twice: the runs the scheduler made for the first schedule would run beside the second's.
 
 The sync also creates the work pool. Its job template starts each run as
 `python -m deployments.launcher` (POOL_COMMAND), which has the run's process forked from the
@@ -43,10 +48,12 @@ from prefect.client.schemas.objects import ConcurrencyLimitStrategy, Concurrency
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.utilities.callables import parameter_schema
 from prefect.workers.process import ProcessWorker
+from sqlalchemy import select
 
 from connecthub.core.config import get_settings
 from connecthub.db import crud
 from connecthub.db.engine import session_scope
+from connecthub.db.locks import named_lock
 from connecthub.db.models import Job
 from connecthub.jobs.vocabulary import BASE_TAG, FLOW_NAME, admin_job_url
 from deployments.client import (
@@ -286,6 +293,13 @@ class _Syncer:
         self.writes += 1
         return deployment_id
 
+    def apply(self, desired: DesiredDeployment, existing: CurrentDeployment | None) -> UUID:
+        """Create the deployment, or update `existing`; its id."""
+        if existing is None:
+            return self.create(desired)
+        self.update(desired, existing)
+        return existing.id
+
     def update(self, desired: DesiredDeployment, existing: CurrentDeployment) -> bool:
         """Write what differs between `existing` and `desired`; True if anything did."""
         writes_before = self.writes
@@ -344,6 +358,17 @@ class _Syncer:
             self.writes += 1
 
 
+def _lock_name(job_id: str) -> str:
+    """Creating a deployment replaces its schedules (Prefect's create is an upsert): the syncs
+    of one job, in whichever process, read and write its deployment one at a time."""
+    return f"sync-deployment:{job_id}"
+
+
+def _recorded_deployment_id(job_id: str) -> str | None:
+    with session_scope() as session:
+        return session.scalar(select(Job.deployment_id).where(Job.id == job_id))
+
+
 def _needs_record(job: Job, deployment_id: str) -> bool:
     return (
         job.sync_error is not None
@@ -364,26 +389,29 @@ def sync_job(job_id: str) -> SyncOutcome:
         with prefect_client() as client:
             syncer = _Syncer(client)
             syncer.ensure_infrastructure()
-            existing = syncer.read_one(job_id)
-            if job is None:
-                if existing is not None:
-                    syncer.delete(existing.id)
-                outcome.writes = syncer.writes
-                return outcome
-            desired = DesiredDeployment.of(job, syncer.settings.work_pool)
-            if existing is None:
-                deployment_id = syncer.create(desired)
-            else:
-                syncer.update(desired, existing)
-                deployment_id = existing.id
+            with named_lock(_lock_name(job_id)):
+                existing = syncer.read_one(job_id)
+                if job is None:
+                    if existing is not None:
+                        syncer.delete(existing.id)
+                    outcome.writes = syncer.writes
+                    return outcome
+                desired = DesiredDeployment.of(job, syncer.settings.work_pool)
+                deployment_id = str(syncer.apply(desired, existing))
+                # Recorded under the lock: a pass of the loop that found no deployment for
+                # this job learns from it that the job's save created one meanwhile.
+                if _needs_record(job, deployment_id):
+                    with session_scope() as session:
+                        crud.record_sync(session, job_id, deployment_id=deployment_id,
+                                         error=None)
             outcome.writes = syncer.writes
-            outcome.deployment_id = str(deployment_id)
+            outcome.deployment_id = deployment_id
     except PrefectUnavailableError as error:
         outcome.error = f"{error}; will retry"
     except Exception as error:  # a sync failure must never undo the save that triggered it
         logger.exception("sync of job %s failed", job_id)
         outcome.error = f"sync failed: {type(error).__name__}: {error}"
-    if job is not None and (outcome.error or _needs_record(job, outcome.deployment_id or "")):
+    if job is not None and outcome.error:
         with session_scope() as session:
             crud.record_sync(
                 session, job_id, deployment_id=outcome.deployment_id, error=outcome.error
@@ -424,8 +452,19 @@ def sync_all() -> SyncReport:
             current = existing.pop(job.id, None)
             try:
                 if current is None:
-                    deployment_id = str(syncer.create(desired))
-                    report.created.append(job.id)
+                    # Under the job's lock: the save of a new job syncs it too, and may have
+                    # created its deployment since this pass read them all (it records it).
+                    with named_lock(_lock_name(job.id)):
+                        if _recorded_deployment_id(job.id) != job.deployment_id:
+                            current = syncer.read_one(job.id)
+                        writes_before = syncer.writes
+                        deployment_id = str(syncer.apply(desired, current))
+                    if current is None:
+                        report.created.append(job.id)
+                    elif syncer.writes > writes_before:
+                        report.updated.append(job.id)
+                    else:
+                        report.unchanged += 1
                 elif syncer.update(desired, current):
                     deployment_id = str(current.id)
                     report.updated.append(job.id)

@@ -85,6 +85,31 @@ def test_sync_mirrors_jobs_and_writes_only_the_difference(pg_env: None, prefect_
     assert "sync.b" not in names and "sync.a" in names
 
 
+def test_a_job_synced_by_its_save_during_the_loops_pass_is_created_once(
+    pg_env: None, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The loop's pass read the deployments before a new job's save synced it: the pass must
+    not create it again (Prefect's create replaces the schedule, and runs the scheduler made
+    for the first one would run beside those of the second)."""
+    save("sync.race")
+    read_all = _Syncer.existing
+    synced_by_save: list[UUID] = []
+
+    def then_the_save_syncs(self: _Syncer) -> dict:
+        current = read_all(self)
+        assert "sync.race" not in current
+        assert sync_job("sync.race").error is None  # the admin's save, in between
+        synced_by_save.append(deployment("sync.race").schedules[0].id)
+        return current
+
+    monkeypatch.setattr(_Syncer, "existing", then_the_save_syncs)
+    report = sync_all()
+    assert "sync.race" not in report.created and report.errors == {}
+    after = deployment("sync.race")
+    assert [schedule.id for schedule in after.schedules] == synced_by_save  # not replaced
+    assert job_row("sync.race").deployment_id == str(after.id)
+
+
 def test_save_succeeds_while_prefect_is_down_and_sync_catches_up(
     pg_env: None, prefect_server: str, monkeypatch: pytest.MonkeyPatch
 ):
