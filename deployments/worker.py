@@ -3,7 +3,8 @@
 The worker polls every CONNECTHUB_WORKER_POLL_SECONDS, starts scheduled runs 30 s early (the
 server holds each run until its slot, so process start-up no longer makes runs late), makes
 every flow run send heartbeats (see `deployments.heartbeat`), and hands its runs the same
-database, key file, log directory and Prefect server as ConnectHub's own processes.
+database, key file, log directory and Prefect server as ConnectHub's own processes; with an
+http:// Prefect API, also a one-certificate CA bundle (`http_api_ca_bundle` says why).
 
 `run_worker` starts two children with that one environment: the fork server
 (`deployments.forkserver`, the warm parent every run's process is forked from: the pool's
