@@ -20,6 +20,12 @@ suite's server) and to the compose file's `prefect-server`:
   retention deletes old flow runs through the API (deployments/retention.py); Prefect's vacuum
   then removes their logs, states and task runs, which the API delete leaves behind.
 - PREFECT_SERVER_ANALYTICS_ENABLED=false: no telemetry from an operator's machine.
+- PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE=15 and ..._MAX_OVERFLOW=0 (Prefect: 5 and 10), on
+  PostgreSQL: the server still opens at most 15 connections, and now keeps them. A few runs in
+  flight already need more than five at once (their requests, the event services, the workers'
+  polls), and each connection over five was closed when it was returned: 3.6 new PostgreSQL
+  connections per run at 70 runs a minute, each a new backend process and login, and asyncpg's
+  type introspection and statement preparation all over again.
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
 `python -m deployments.server` (`server_argv`): Prefect's own `prefect server start` with two
@@ -66,6 +72,8 @@ SERVER_SETTINGS = {
     "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,orphans",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "15",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "0",
 }
 
 
