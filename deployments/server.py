@@ -20,15 +20,16 @@ suite's server) and to the compose file's `prefect-server`:
   retention deletes old flow runs through the API (deployments/retention.py); Prefect's vacuum
   then removes their logs, states and task runs, which the API delete leaves behind.
 - PREFECT_SERVER_ANALYTICS_ENABLED=false: no telemetry from an operator's machine.
-- PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE=15 and ..._MAX_OVERFLOW=0 (Prefect: 5 and 10), on
-  PostgreSQL: the server still opens at most 15 connections, and now keeps them. A few runs in
+- PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE=15 and ..._MAX_OVERFLOW=0 (Prefect: 5 and 10):
+  the server still opens at most 15 database connections, and now keeps them. A few runs in
   flight already need more than five at once (their requests, the event services, the workers'
-  polls), and each connection over five was closed when it was returned: 3.6 new PostgreSQL
+  polls), and each connection over five was closed when it was returned: on PostgreSQL 3.6 new
   connections per run at 70 runs a minute, each a new backend process and login, and asyncpg's
-  type introspection and statement preparation all over again.
+  type introspection and statement preparation all over again. Prefect applies these two to
+  PostgreSQL only; on SQLite the configuration below keeps the same 15.
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
-`python -m deployments.server` (`server_argv`): Prefect's own `prefect server start` with two
+`python -m deployments.server` (`server_argv`): Prefect's own `prefect server start` with three
 changes that apply on SQLite only (on PostgreSQL nothing changes):
 
 - Websockets are not counted in Prefect's limit of 100 concurrent requests (`HttpRequestLimit`).
@@ -50,6 +51,8 @@ changes that apply on SQLite only (on PostgreSQL nothing changes):
   turns pass in order without SQLite's polling sleeps. Reads outside a transaction are untouched
   and WAL lets them run beside the writer. Measured by tests/test_embedded_server.py: a burst of
   400 label updates and worker heartbeats got 350 503s from Prefect's own server, none here.
+- Its pool keeps its 15 connections (`kept_connections_pool`), as the settings above do on
+  PostgreSQL: a SQLite connection closed after a burst took its thread and its page cache with it.
 
 The configuration goes in through Prefect's seam for it (`MODELS_DEPENDENCIES["database_config"]`,
 as Prefect's `temporary_database_config` uses); the middleware has no seam, so the module's class
@@ -66,13 +69,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+# The database connections a server keeps open, and the most it opens (Prefect: 5 and 15).
+KEPT_CONNECTIONS = 15
+
 SERVER_SETTINGS = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,orphans",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "15",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": str(KEPT_CONNECTIONS),
     "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "0",
 }
 
@@ -108,6 +114,14 @@ def serialized_sqlite_configuration(connection_url: str) -> Any:
         # One queue per event loop, as Prefect keeps one engine per event loop.
         turns: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
+        async def engine(self) -> Any:
+            engine = await super().engine()
+            pool = engine.sync_engine.pool
+            # A new engine (no connection opened yet); an in-memory database keeps its one.
+            if pool.size() != KEPT_CONNECTIONS and not self.is_inmemory():
+                engine.sync_engine.pool = kept_connections_pool(pool)
+            return engine
+
         @asynccontextmanager
         async def begin_transaction(
             self, session: Any, with_for_update: bool = False
@@ -126,6 +140,27 @@ def serialized_sqlite_configuration(connection_url: str) -> Any:
                     _HOLDS_TURN.reset(token)
 
     return SerializedSqliteConfiguration(connection_url=connection_url)
+
+
+def kept_connections_pool(pool: Any) -> Any:
+    """`pool`'s class, connector and listeners, keeping KEPT_CONNECTIONS and opening no more.
+
+    Prefect sizes only PostgreSQL's pool from its settings; a SQLite engine gets SQLAlchemy's
+    default (5 kept, 10 more closed when returned). This is what `Pool.recreate()` builds, with
+    another size."""
+    return type(pool)(
+        pool._creator,
+        pool_size=KEPT_CONNECTIONS,
+        max_overflow=0,
+        timeout=pool.timeout(),
+        recycle=pool._recycle,
+        pre_ping=pool._pre_ping,
+        reset_on_return=pool._reset_on_return,
+        echo=pool.echo,
+        logging_name=pool._orig_logging_name,
+        _dispatch=pool.dispatch,
+        dialect=pool._dialect,
+    )
 
 
 def http_request_limit() -> type:
