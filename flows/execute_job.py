@@ -28,6 +28,7 @@ from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
 from prefect.context import FlowRunContext
+from prefect.settings import get_current_settings
 from prefect.states import Cancelled, State
 from prefect.utilities.timeout import timeout
 
@@ -179,7 +180,12 @@ def _run_masked(
         secrets.clear()
 
 
-@flow(name=FLOW_NAME, log_prints=False, persist_result=False)
+# Nothing is persisted (JobLog keeps the result); naming Prefect's own local default storage
+# spares every run the request that looks for a server-wide default first (GET /admin/storage).
+@flow(
+    name=FLOW_NAME, log_prints=False, persist_result=False,
+    result_storage=get_current_settings().results.local_storage_path,
+)
 def execute_job(
     job_id: str, params: dict[str, Any] | None = None, retry_of: int | None = None
 ) -> dict[str, Any] | State:
