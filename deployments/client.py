@@ -23,7 +23,9 @@ from deployments.errors import EngineError, PrefectUnavailableError, RunRefusedE
 
 __all__ = ["EngineError", "PrefectUnavailableError", "RunRefusedError", "prefect_client"]
 
-ENTRYPOINT = "flows/execute_job.py:execute_job"
+# A module path, not a file: a run imports the flow as a module, which a forked run process has
+# imported already (a file path made Prefect execute the file again in every run).
+ENTRYPOINT = "flows.execute_job.execute_job"
 # The directory that holds flows/: a process worker imports the entrypoint from there.
 CODE_DIR = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT_SECONDS = 15.0

@@ -294,6 +294,46 @@ def test_runs_inherit_the_fork_servers_check_of_the_server_version(stack: Stack)
     assert version_checks() == before
 
 
+PRELOADED_STATE = textwrap.dedent("""
+    import json
+    from deployments.forkserver import preload
+    preload()
+    import pydantic
+    import prefect.client.schemas.objects  # noqa: F401 - its models are what runs validate
+    from prefect.flows import load_flow_from_entrypoint
+    from connecthub.db.models import Job
+    from deployments.client import ENTRYPOINT
+    import flows.execute_job
+
+    models, incomplete = list(pydantic.BaseModel.__subclasses__()), []
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        if model.__module__.startswith("prefect.") and not model.__pydantic_complete__:
+            incomplete.append(model.__qualname__)
+    print(json.dumps({
+        "incomplete": incomplete,
+        "mappers_configured": Job.__mapper__.configured,
+        "entrypoint_is_preloaded": load_flow_from_entrypoint(ENTRYPOINT)
+        is flows.execute_job.execute_job,
+    }))
+""")
+
+
+def test_the_fork_server_leaves_its_children_nothing_to_build_on_first_use() -> None:
+    """What each run did on first use is done once before the fork: Prefect's pydantic models
+    have their validators, SQLAlchemy's mappers are configured, and the deployments' entrypoint
+    is the module the fork server imported (a file path executed it again in every run)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PRELOADED_STATE], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[1], timeout=120,
+    )
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    assert state == {
+        "incomplete": [], "mappers_configured": True, "entrypoint_is_preloaded": True,
+    }
+
+
 def test_the_fork_server_forks_with_one_thread_and_never_imports_plugins(stack: Stack) -> None:
     tasks = os.listdir(f"/proc/{stack.fork_server.pid}/task")
     assert tasks == [str(stack.fork_server.pid)]
