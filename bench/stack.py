@@ -315,8 +315,10 @@ def _argv(pid: int) -> list[str]:
 
 
 def is_prefect_worker(pid: int) -> bool:
+    """`prefect worker start`, or `connecthub worker`'s `deployments.prefect_worker` child."""
     argv = _argv(pid)
-    return any(argv[i : i + 4] == ["prefect", "worker", "start", "--pool"]
+    return any(argv[i + 1 : i + 4] == ["worker", "start", "--pool"]
+               and argv[i] in ("prefect", "deployments.prefect_worker")
                for i in range(len(argv)))
 
 

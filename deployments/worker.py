@@ -8,12 +8,12 @@ http:// Prefect API, also a one-certificate CA bundle (`http_api_ca_bundle` says
 
 `run_worker` starts two children with that one environment: the fork server
 (`deployments.forkserver`, the warm parent every run's process is forked from: the pool's
-command is `deployments.launcher`) and Prefect's own worker. It forwards SIGTERM and SIGINT to
-both, restarts a fork server that died (runs start cold meanwhile: the launcher falls back to a
-fresh `python -m prefect.engine` with a warning), and when the worker exits, stops the fork
-server and exits as the worker did. Both children get PR_SET_PDEATHSIG, so they stop when
-`connecthub worker` dies, even by SIGKILL. With CONNECTHUB_WARM_START=false only the worker
-runs, and every run starts cold, without a warning.
+command is `deployments.launcher`) and Prefect's own worker (`deployments.prefect_worker`).
+It forwards SIGTERM and SIGINT to both, restarts a fork server that died (runs start cold
+meanwhile: the launcher falls back to a fresh `python -m prefect.engine` with a warning), and
+when the worker exits, stops the fork server and exits as the worker did. Both children get
+PR_SET_PDEATHSIG, so they stop when `connecthub worker` dies, even by SIGKILL. With
+CONNECTHUB_WARM_START=false only the worker runs, and every run starts cold, without a warning.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ def http_api_ca_bundle(directory: Path) -> Path:
 
 
 def worker_argv(limit: int | None = None, name: str | None = None) -> list[str]:
-    """`prefect worker start` on the ConnectHub work pool."""
+    """`prefect worker start` on the ConnectHub work pool (through `deployments.prefect_worker`,
+    which computes the runs' environment once)."""
     argv = [
-        sys.executable, "-m", "prefect", "worker", "start",
+        sys.executable, "-m", "deployments.prefect_worker", "worker", "start",
         "--pool", get_settings().work_pool, "--type", "process",
     ]
     if limit:

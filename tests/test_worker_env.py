@@ -141,3 +141,41 @@ def test_a_bundle_it_cannot_write_leaves_prefects_default(
     assert "PREFECT_API_SSL_CERT_FILE" not in worker_environment()
     assert "No space left on device" in caplog.text
     assert "certifi's roots" in caplog.text
+
+
+def test_the_workers_settings_environment_is_prefects_computed_once_per_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`deployments.prefect_worker` gives the worker's every run Prefect's own environment of
+    its settings, computing it once per settings object; other settings get their own."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings.base import PrefectBaseSettings
+    from prefect.settings.models.root import Settings
+
+    from deployments.prefect_worker import settings_environment
+
+    computed: list[Settings] = []
+    prefects = PrefectBaseSettings.to_environment_variables
+
+    def counting(self: PrefectBaseSettings, **kwargs: bool) -> dict[str, str]:
+        if isinstance(self, Settings):
+            computed.append(self)
+        return prefects(self, **kwargs)
+
+    monkeypatch.setattr(PrefectBaseSettings, "to_environment_variables", counting)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        settings = get_current_settings()
+        expected = prefects(settings, exclude_unset=True)
+        first = settings_environment(settings, exclude_unset=True)
+        first["PREFECT_API_URL"] = "changed by a caller"
+        assert settings_environment(settings, exclude_unset=True) == expected
+        assert expected["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
+        assert computed == [settings]
+        assert settings_environment(settings) == prefects(settings)  # other arguments
+        assert len(computed) == 2
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4300/api"}):
+            other = get_current_settings()
+            assert settings_environment(other, exclude_unset=True)["PREFECT_API_URL"] == (
+                "http://127.0.0.1:4300/api"
+            )
+        assert computed[-1] is other
