@@ -27,6 +27,12 @@ suite's server) and to the compose file's `prefect-server`:
   connections per run at 70 runs a minute, each a new backend process and login, and asyncpg's
   type introspection and statement preparation all over again. Prefect applies these two to
   PostgreSQL only; on SQLite the configuration below keeps the same 15.
+- PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_TIMEOUT=90 (Prefect: 30): a request that waits for
+  one of those connections waits longer than its client waits for the answer (Prefect's clients:
+  PREFECT_API_REQUEST_TIMEOUT, 60 s), and a client that gives up retries. When 100 runs fired
+  in the same minute on two cores, requests waited over 30 s for a connection, and Prefect
+  answered them 500, which its clients do not retry: a run's `GET /deployments/{id}` failed so,
+  and the run crashed before its body. The timeout applies to SQLite's pool too.
 
 The embedded server keeps its database under DATA_DIR/prefect (SQLite), and is started as
 `python -m deployments.server` (`server_argv`): Prefect's own `prefect server start` with three
@@ -71,6 +77,8 @@ from typing import Any
 
 # The database connections a server keeps open, and the most it opens (Prefect: 5 and 15).
 KEPT_CONNECTIONS = 15
+# How long a request waits for one of them (Prefect: 30 s; its clients wait 60 s, then retry).
+POOL_TIMEOUT_SECONDS = 90
 
 SERVER_SETTINGS = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
@@ -80,6 +88,7 @@ SERVER_SETTINGS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": str(KEPT_CONNECTIONS),
     "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "0",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_TIMEOUT": str(POOL_TIMEOUT_SECONDS),
 }
 
 
@@ -143,16 +152,17 @@ def serialized_sqlite_configuration(connection_url: str) -> Any:
 
 
 def kept_connections_pool(pool: Any) -> Any:
-    """`pool`'s class, connector and listeners, keeping KEPT_CONNECTIONS and opening no more.
+    """`pool`'s class, connector and listeners, keeping KEPT_CONNECTIONS and opening no more,
+    with POOL_TIMEOUT_SECONDS.
 
     Prefect sizes only PostgreSQL's pool from its settings; a SQLite engine gets SQLAlchemy's
-    default (5 kept, 10 more closed when returned). This is what `Pool.recreate()` builds, with
-    another size."""
+    default (5 kept, 10 more closed when returned, 30 s). This is what `Pool.recreate()` builds,
+    with another size and timeout."""
     return type(pool)(
         pool._creator,
         pool_size=KEPT_CONNECTIONS,
         max_overflow=0,
-        timeout=pool.timeout(),
+        timeout=POOL_TIMEOUT_SECONDS,
         recycle=pool._recycle,
         pre_ping=pool._pre_ping,
         reset_on_return=pool._reset_on_return,
