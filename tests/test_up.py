@@ -104,6 +104,10 @@ def test_up_runs_the_example_and_stops_every_child(tmp_path: Path):
     assert processes_with_env(str(data_dir)) == []
 
 
+# Prefect's worker, as `connecthub worker` starts it (deployments.worker.worker_argv).
+PREFECT_WORKER_ARGV = b"deployments.prefect_worker\x00worker\x00start"
+
+
 def test_a_dead_child_stops_everything_with_its_name(tmp_path: Path):
     data_dir = tmp_path / "data"
     process, _port, _prefect_port = start_up(data_dir)
@@ -111,7 +115,7 @@ def test_a_dead_child_stops_everything_with_its_name(tmp_path: Path):
         read_until(process, "Press Ctrl-C to stop.")
         workers = [
             pid for pid in processes_with_env(str(data_dir))
-            if b"prefect\x00worker\x00start" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if PREFECT_WORKER_ARGV in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert workers, "the worker process was not found"
         for pid in workers:
