@@ -17,38 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pg import create_pg_database, drop_pg_database, pg_url, prefect_database_name
-from tests.support.processes import (
-    SERVER_START_TIMEOUT,
-    free_port,
-    start_prefect_server,
-    start_worker,
-    stop_process,
-    wait_http,
-)
+from tests.support.pg import prefect_database_name
+from tests.support.processes import prefect_server_on_postgres, start_worker, stop_process
 from tests.support.settings import use_settings
 
 
 @pytest.fixture(scope="session")
 def prefect_server(session_dir: Path) -> Iterator[str]:
     """A real `prefect server start` on PostgreSQL; sets PREFECT_API_URL and returns it."""
-    name = prefect_database_name()
-    create_pg_database(name)
-    port = free_port()
     home = session_dir / "prefect"
-    process = start_prefect_server(home, port, pg_url(name, driver="asyncpg"))
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, process)
-    except Exception:
-        stop_process(process)
-        print((home / "server.log").read_text()[-5000:])
-        raise
-    os.environ["PREFECT_HOME"] = str(home)
-    use_settings(None, PREFECT_API_URL=api_url)
-    yield api_url
-    stop_process(process)
-    drop_pg_database(name)
+    with prefect_server_on_postgres(home, prefect_database_name()) as (api_url, _):
+        os.environ["PREFECT_HOME"] = str(home)
+        use_settings(None, PREFECT_API_URL=api_url)
+        yield api_url
 
 
 @pytest.fixture(scope="session")

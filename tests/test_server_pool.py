@@ -31,10 +31,11 @@ from deployments.server import (
     POOL_TIMEOUT_SECONDS,
     serialized_sqlite_configuration,
 )
-from tests.support.pg import PG_ADMIN_URL, create_pg_database, drop_pg_database, pg_url
+from tests.support.pg import PG_ADMIN_URL
 from tests.support.processes import (
     SERVER_START_TIMEOUT,
     free_port,
+    prefect_server_on_postgres,
     start_prefect_server,
     stop_process,
     wait_http,
@@ -70,23 +71,20 @@ def server(
 ) -> Iterator[tuple[str, Callable[[], set[int]]]]:
     """A ConnectHub-configured Prefect server alone on a new database: its API URL, and what
     identifies its open database connections."""
-    port = free_port()
     name = f"prefect_pool_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     if request.param == "postgresql":
-        create_pg_database(name)
-        url = pg_url(name, driver="asyncpg")
-    else:
-        url = f"sqlite+aiosqlite:///{(tmp_path / f'{name}.db').resolve()}"
+        with prefect_server_on_postgres(tmp_path / "prefect", name) as (api_url, _):
+            yield api_url, _pg_backends(name)
+        return
+    port = free_port()
+    url = f"sqlite+aiosqlite:///{(tmp_path / f'{name}.db').resolve()}"
     process = start_prefect_server(tmp_path / "prefect", port, url)
     api_url = f"http://127.0.0.1:{port}/api"
-    connections = _pg_backends(name) if request.param == "postgresql" else _threads(process)
     try:
         wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, process)
-        yield api_url, connections
+        yield api_url, _threads(process)
     finally:
         stop_process(process)
-        if request.param == "postgresql":
-            drop_pg_database(name)
 
 
 async def _burst(api_url: str) -> None:
@@ -129,18 +127,10 @@ def pg_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A ConnectHub-configured Prefect server on a new PostgreSQL database: its API URL and the
     database's name. Its statement timeout (Prefect: 10 s) is raised so that a query may wait on
     a lock for longer than the pool timeout."""
-    port = free_port()
     name = f"prefect_wait_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    create_pg_database(name)
-    process = start_prefect_server(tmp_path / "prefect", port, pg_url(name, driver="asyncpg"),
-                                   PREFECT_SERVER_DATABASE_TIMEOUT="120")
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, process)
+    with prefect_server_on_postgres(tmp_path / "prefect", name,
+                                    PREFECT_SERVER_DATABASE_TIMEOUT="120") as (api_url, _):
         yield api_url, name
-    finally:
-        stop_process(process)
-        drop_pg_database(name)
 
 
 def test_a_request_waits_for_a_connection_longer_than_prefects_pool_timeout(

@@ -6,8 +6,9 @@ this module with their own PREFECT_HOME, database, socket and logs (under pytest
 flows are small ones written for the tests (tests/… is not needed on the path): one that reports
 its process, one that reads a plugin module from disk, one that sleeps, one that aborts.
 
-The fixtures are self-contained on purpose (tests/engine.py and tests/support are moving), and
-every wait polls a condition with a deadline.
+The Prefect server is tests/support/processes.py's; the fork server, worker and deployments are
+this module's own (not tests/engine.py's session worker), and every wait polls a condition with
+a deadline.
 """
 
 from __future__ import annotations
@@ -28,14 +29,7 @@ from typing import Any
 import pytest
 
 from deployments.launcher import RUN_NICENESS
-from tests.support.pg import create_pg_database, drop_pg_database, pg_url
-from tests.support.processes import (
-    SERVER_START_TIMEOUT,
-    free_port,
-    start_prefect_server,
-    stop_process,
-    wait_http,
-)
+from tests.support.processes import prefect_server_on_postgres, stop_process
 
 pytestmark = pytest.mark.engine
 
@@ -174,19 +168,10 @@ def popen(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A real `prefect server start` on a PostgreSQL database of its own."""
     home = tmp_path_factory.mktemp("warm-prefect")
-    database = f"warm_start_{os.getpid()}"
-    create_pg_database(database)
-    port = free_port()
     # INFO: the server's log lists every request (uvicorn's access log), which a test counts.
-    server = start_prefect_server(home, port, pg_url(database, driver="asyncpg"),
-                                  PREFECT_SERVER_LOGGING_LEVEL="INFO")
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, server)
+    with prefect_server_on_postgres(home, f"warm_start_{os.getpid()}",
+                                    PREFECT_SERVER_LOGGING_LEVEL="INFO") as (api_url, _):
         yield api_url, home
-    finally:
-        stop_process(server)
-        drop_pg_database(database)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Processes of the tests and benchmarks: free ports, waiting for HTTP, stopping a process
-group, starting a real Prefect server, `connecthub worker` and `connecthub admin`, and finding
-the processes that carry a marker in their environment."""
+group, starting a real Prefect server (alone, or on a PostgreSQL database of its own for as long
+as a block runs), `connecthub worker` and `connecthub admin`, and finding the processes that
+carry a marker in their environment."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from deployments.server import server_argv, server_environment
+from tests.support.pg import create_pg_database, drop_pg_database, pg_url
 
 SERVER_START_TIMEOUT = 90
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +73,29 @@ def start_prefect_server(
     return subprocess.Popen(
         server_argv(port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+
+@contextmanager
+def prefect_server_on_postgres(
+    home: Path, database: str, **overrides: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `prefect server start` (as `start_prefect_server`) on a new PostgreSQL database
+    `database`: its API URL once it answers, and its process. Stopped, and the database
+    dropped, when the block ends; its log is printed when it does not start."""
+    create_pg_database(database)
+    port = free_port()
+    process = start_prefect_server(home, port, pg_url(database, driver="asyncpg"), **overrides)
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        try:
+            wait_http(f"{api_url}/health", SERVER_START_TIMEOUT, process)
+        except Exception:
+            print((home / "server.log").read_text()[-5000:])
+            raise
+        yield api_url, process
+    finally:
+        stop_process(process)
+        drop_pg_database(database)
 
 
 def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
