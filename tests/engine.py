@@ -26,7 +26,7 @@ from tests.support.settings import use_settings
 def prefect_server(session_dir: Path) -> Iterator[str]:
     """A real `prefect server start` on PostgreSQL; sets PREFECT_API_URL and returns it."""
     home = session_dir / "prefect"
-    with prefect_server_on_postgres(home, prefect_database_name()) as (api_url, _):
+    with prefect_server_on_postgres(home, prefect_database_name()) as api_url:
         os.environ["PREFECT_HOME"] = str(home)
         use_settings(None, PREFECT_API_URL=api_url)
         yield api_url

@@ -73,7 +73,7 @@ def server(
     identifies its open database connections."""
     name = f"prefect_pool_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     if request.param == "postgresql":
-        with prefect_server_on_postgres(tmp_path / "prefect", name) as (api_url, _):
+        with prefect_server_on_postgres(tmp_path / "prefect", name) as api_url:
             yield api_url, _pg_backends(name)
         return
     port = free_port()
@@ -129,7 +129,7 @@ def pg_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     a lock for longer than the pool timeout."""
     name = f"prefect_wait_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with prefect_server_on_postgres(tmp_path / "prefect", name,
-                                    PREFECT_SERVER_DATABASE_TIMEOUT="120") as (api_url, _):
+                                    PREFECT_SERVER_DATABASE_TIMEOUT="120") as api_url:
         yield api_url, name
 
 

@@ -170,7 +170,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     home = tmp_path_factory.mktemp("warm-prefect")
     # INFO: the server's log lists every request (uvicorn's access log), which a test counts.
     with prefect_server_on_postgres(home, f"warm_start_{os.getpid()}",
-                                    PREFECT_SERVER_LOGGING_LEVEL="INFO") as (api_url, _):
+                                    PREFECT_SERVER_LOGGING_LEVEL="INFO") as api_url:
         yield api_url, home
 
 

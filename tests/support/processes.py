@@ -78,10 +78,10 @@ def start_prefect_server(
 @contextmanager
 def prefect_server_on_postgres(
     home: Path, database: str, **overrides: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> Iterator[str]:
     """A real `prefect server start` (as `start_prefect_server`) on a new PostgreSQL database
-    `database`: its API URL once it answers, and its process. Stopped, and the database
-    dropped, when the block ends; its log is printed when it does not start."""
+    `database`: its API URL, once it answers. Stopped, and the database dropped, when the block
+    ends; its log is printed when it does not start."""
     create_pg_database(database)
     port = free_port()
     process = start_prefect_server(home, port, pg_url(database, driver="asyncpg"), **overrides)
@@ -92,7 +92,7 @@ def prefect_server_on_postgres(
         except Exception:
             print((home / "server.log").read_text()[-5000:])
             raise
-        yield api_url, process
+        yield api_url
     finally:
         stop_process(process)
         drop_pg_database(database)
